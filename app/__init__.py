@@ -1,0 +1,55 @@
+"""Sluice: the application factory. No work happens at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from app.database import configure_sqlite, engine_options, normalise_database_url
+from app.extensions import db, migrate
+from config import Settings, ensure_secret_key, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build a Flask app from ``settings`` (default: environment + config file)."""
+    settings = settings or load_settings()
+    instance_path = Path(settings.instance_path).resolve()
+    instance_path.mkdir(parents=True, exist_ok=True)
+
+    app = Flask(
+        __name__,
+        instance_path=str(instance_path),
+        template_folder=str(TEMPLATES_DIR),
+        static_folder=None,
+    )
+    database_url = normalise_database_url(settings.database_url_or_default())
+    app.config.update(
+        SECRET_KEY=ensure_secret_key(settings),
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
+        SLUICE_SETTINGS=settings,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.site_url.startswith("https://"),
+    )
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    with app.app_context():
+        configure_sqlite(db.engine)
+
+    from app.web import register_blueprints
+
+    register_blueprints(app)
+    return app
+
+
+def app_settings(app: Flask) -> Settings:
+    settings = app.config["SLUICE_SETTINGS"]
+    assert isinstance(settings, Settings)
+    return settings

@@ -1,0 +1,130 @@
+"""``sluice init``, ``demo``, ``run``, ``web`` and ``settings``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from flask_migrate import upgrade
+
+from app import MIGRATIONS_DIR, app_settings
+from app.clock import SystemClock
+from app.extensions import db
+from app.services.demo import load_demo_data
+from app.services.runtime_settings import (
+    SPECS,
+    SettingsValidationError,
+    get_runtime_settings,
+    seed_runtime_settings,
+    update_runtime_settings,
+)
+from app.services.users import ensure_first_admin
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the database and the first administrator."""
+    upgrade(directory=str(MIGRATIONS_DIR))
+    settings = app_settings(current_app)
+    clock = SystemClock()
+    seeded = seed_runtime_settings(db.session, settings, clock)
+    try:
+        admin = ensure_first_admin(
+            db.session, clock, settings.admin_email, settings.admin_password
+        )
+    except ValueError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    if seeded:
+        click.echo(f"Seeded {len(seeded)} runtime settings from the configuration.")
+    if admin is not None:
+        click.echo(f"Created administrator {admin.email}.")
+        if admin.generated_password:
+            click.echo(f"Its password, shown only this once: {admin.generated_password}")
+    click.echo("Database is up to date.")
+
+
+@click.command("demo", short_help="Load demo data (contacts, lists, a draft campaign).")
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Load only when the database has no contacts yet (first start).",
+)
+@with_appcontext
+def demo_command(if_empty: bool) -> None:
+    """Load demo contacts, target lists, a template and a draft campaign."""
+    summary = load_demo_data(db.session, SystemClock(), only_if_empty=if_empty)
+    db.session.commit()
+    click.echo(summary)
+
+
+def _serve(host: str, port: int) -> None:
+    from waitress import serve
+
+    click.echo(f"Sluice web UI on http://{host}:{port}/ (Ctrl+C stops it)")
+    serve(current_app, host=host, port=port, threads=8)
+
+
+host_option = click.option("--host", default="127.0.0.1", show_default=True)
+port_option = click.option("--port", default=5000, show_default=True, type=int)
+
+
+@click.command("run")
+@host_option
+@port_option
+@with_appcontext
+def run_command(host: str, port: int) -> None:
+    """Development mode: the whole product in one process."""
+    _serve(host, port)
+
+
+@click.command("web")
+@host_option
+@port_option
+@with_appcontext
+def web_command(host: str, port: int) -> None:
+    """Serve the web UI only (run the job runner separately)."""
+    _serve(host, port)
+
+
+@click.group("settings")
+def settings_group() -> None:
+    """Show or change the runtime settings stored in the database."""
+
+
+@settings_group.command("show")
+@with_appcontext
+def settings_show() -> None:
+    """Print every runtime setting as JSON."""
+    try:
+        current = get_runtime_settings(db.session)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(current.__dict__, indent=2, ensure_ascii=False))
+
+
+@settings_group.command("set")
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@with_appcontext
+def settings_set(assignments: tuple[str, ...]) -> None:
+    """Change settings; all are validated before any is saved."""
+    changes: dict[str, object] = {}
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise click.BadParameter(f"{assignment!r} is not KEY=VALUE")
+        changes[key.strip()] = value
+    try:
+        update_runtime_settings(db.session, changes, SystemClock())
+    except SettingsValidationError as error:
+        db.session.rollback()
+        for key, message in error.errors.items():
+            click.echo(f"{key}: {message}", err=True)
+        known = ", ".join(SPECS)
+        raise click.ClickException(f"nothing was saved (settings: {known})") from None
+    db.session.commit()
+    click.echo(f"Saved {len(changes)} setting(s).")

@@ -1,0 +1,44 @@
+"""SQLAlchemy models, one module per area; import them all here so Alembic
+and ``Base.metadata`` see every table."""
+
+from app.models.admin import Role, RuntimeSetting, User
+from app.models.base import Base
+from app.models.campaigns import (
+    Campaign,
+    CampaignType,
+    EmailTemplate,
+    MassEmail,
+    MassEmailStatus,
+    SenderProfile,
+    campaign_excluding_lists,
+    campaign_target_lists,
+)
+from app.models.contacts import (
+    AUDIENCE_TYPES,
+    Contact,
+    EmailStatus,
+    SavedFilter,
+    TargetList,
+    TargetListMember,
+)
+
+__all__ = [
+    "AUDIENCE_TYPES",
+    "Base",
+    "Campaign",
+    "CampaignType",
+    "Contact",
+    "EmailStatus",
+    "EmailTemplate",
+    "MassEmail",
+    "MassEmailStatus",
+    "Role",
+    "RuntimeSetting",
+    "SavedFilter",
+    "SenderProfile",
+    "TargetList",
+    "TargetListMember",
+    "User",
+    "campaign_excluding_lists",
+    "campaign_target_lists",
+]

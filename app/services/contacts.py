@@ -1,0 +1,130 @@
+"""Contacts: create, update, find, and the mass-email opt-out flag.
+
+Every address goes through ``app.services.addresses.check_address``; the
+database's unique index on ``email_lower`` is the final word on duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.models import Contact
+from app.models.contacts import AUDIENCE_TYPE_MAX_LENGTH
+from app.services.addresses import check_address, normalise_address
+
+NAME_MAX_LENGTH = 200
+
+
+class ContactError(ValueError):
+    """A contact cannot be saved; the message names the field."""
+
+
+@dataclass
+class ContactInput:
+    """What a user supplies for a contact, before hygiene."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    audience_type: str = "contact"
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SavedContact:
+    contact: Contact
+    created: bool
+    warnings: tuple[str, ...]
+
+
+def clean_audience_type(value: str) -> str:
+    """Audience types are short lower-case words; custom ones are allowed."""
+    cleaned = value.strip().lower() or "contact"
+    if len(cleaned) > AUDIENCE_TYPE_MAX_LENGTH:
+        raise ContactError(
+            f"type: at most {AUDIENCE_TYPE_MAX_LENGTH} characters (got {len(cleaned)})"
+        )
+    if not all(ch.isalnum() or ch in "-_ " for ch in cleaned):
+        raise ContactError("type: only letters, digits, spaces, '-' and '_' are allowed")
+    return cleaned
+
+
+def clean_name(field_name: str, value: str) -> str:
+    cleaned = " ".join(value.split())  # CR/LF/tabs in a name are never intended
+    if len(cleaned) > NAME_MAX_LENGTH:
+        raise ContactError(f"{field_name}: at most {NAME_MAX_LENGTH} characters")
+    if "\x00" in cleaned:
+        raise ContactError(f"{field_name}: contains a NUL character")
+    return cleaned
+
+
+def find_contact(session: Session, address: str) -> Contact | None:
+    """The contact with ``address``, compared case-insensitively."""
+    _, key = normalise_address(address)
+    return session.scalar(select(Contact).where(Contact.email_lower == key))
+
+
+def save_contact(
+    session: Session,
+    data: ContactInput,
+    clock: Clock,
+    own_addresses: frozenset[str] = frozenset(),
+    update: bool = True,
+) -> SavedContact:
+    """Create the contact, or update the one with the same address.
+
+    Raises ``InvalidAddress`` or ``ContactError`` with a message for the user.
+    """
+    check = check_address(data.email, own_addresses)
+    values = {
+        "first_name": clean_name("first name", data.first_name),
+        "last_name": clean_name("last name", data.last_name),
+        "company": clean_name("company", data.company),
+        "audience_type": clean_audience_type(data.audience_type),
+    }
+    now = clock.now()
+    contact = session.scalar(select(Contact).where(Contact.email_lower == check.key))
+    created = contact is None
+    if contact is None:
+        contact = Contact(
+            email=check.address,
+            email_lower=check.key,
+            custom_fields=dict(data.custom_fields),
+            created_at=now,
+            updated_at=now,
+            **values,
+        )
+        session.add(contact)
+    elif update:
+        for name, value in values.items():
+            setattr(contact, name, value)
+        contact.custom_fields = {**contact.custom_fields, **data.custom_fields}
+        contact.updated_at = now
+    session.flush()
+    return SavedContact(contact, created, check.warnings)
+
+
+def set_opt_out(
+    session: Session, address: str, opted_out: bool, source: str, clock: Clock
+) -> Contact:
+    """Set the mass-email opt-out flag with its time and source.
+
+    Raises ``LookupError`` when no contact has ``address``.
+    """
+    contact = find_contact(session, address)
+    if contact is None:
+        raise LookupError(f"no contact with address {address.strip()!r}")
+    if contact.opted_out != opted_out:
+        now = clock.now()
+        contact.opted_out = opted_out
+        contact.opted_out_at = now if opted_out else None
+        contact.opt_out_source = source if opted_out else ""
+        contact.updated_at = now
+        session.flush()
+    return contact

@@ -1,0 +1,146 @@
+"""Shared fixtures: an app per test with its own database, on SQLite and on
+PostgreSQL.
+
+PostgreSQL: one template database is created and migrated per test session;
+each test gets a fresh copy (``CREATE DATABASE … TEMPLATE``) dropped after it.
+SQLite: one migrated file per session, copied per test. Both use the real
+Alembic migrations, so every service test also exercises them.
+
+A missing service skips its tests with the reason, unless
+``SLUICE_REQUIRE_SERVICES=1`` (CI), where it fails them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from app import MIGRATIONS_DIR, create_app
+from app.clock import FixedClock
+from app.extensions import db
+from config import load_settings
+
+REQUIRE_SERVICES = os.environ.get("SLUICE_REQUIRE_SERVICES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SLUICE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+
+def service_missing(reason: str) -> None:
+    """Skip locally; fail in CI, where every service must be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing (SLUICE_REQUIRE_SERVICES=1): {reason}")
+    pytest.skip(reason)
+
+
+def make_test_app(database_url: str, instance_path: Path) -> Flask:
+    settings = load_settings(
+        environ={},
+        database_url=database_url,
+        instance_path=str(instance_path),
+        secret_key=TEST_SECRET_KEY,
+        bounce_address="bounces@bounce.example.com",
+        default_company_name="Example Corp",
+        default_postal_address="1 Example Street, Springfield",
+    )
+    return create_app(settings)
+
+
+def migrate_database(database_url: str, instance_path: Path) -> None:
+    app = make_test_app(database_url, instance_path)
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS_DIR))
+        db.engine.dispose()
+
+
+def postgres_url(database: str) -> str:
+    return make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(
+        hide_password=False
+    )
+
+
+def run_postgres_admin(statement: str) -> None:
+    engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """Name of a migrated template database, or None when PostgreSQL is down."""
+    name = f"sluice_test_{uuid.uuid4().hex[:12]}"
+    try:
+        run_postgres_admin(f'CREATE DATABASE "{name}"')
+    except Exception:  # noqa: BLE001 - any connection failure means "missing"
+        yield None
+        return
+    try:
+        migrate_database(postgres_url(name), tmp_path_factory.mktemp("pg-template"))
+        yield name
+    finally:
+        run_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    path = folder / "template.db"
+    migrate_database(f"sqlite:///{path}", folder)
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite_template: Path,
+    postgres_template: str | None,
+) -> Iterator[str]:
+    """A fresh, migrated database for one test, on each backend in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "sluice.db"
+        shutil.copyfile(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    if postgres_template is None:
+        service_missing(f"PostgreSQL is not reachable at {make_url(POSTGRES_ADMIN_URL)!r}")
+    name = f"sluice_t_{uuid.uuid4().hex[:12]}"
+    run_postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    try:
+        yield postgres_url(name)
+    finally:
+        run_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = make_test_app(database_url, tmp_path / "instance")
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def session(app: Flask) -> Session:
+    return db.session()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
