@@ -93,9 +93,7 @@ def _parse_address(value: object) -> str:
 class Settings:
     """Typed boot-time settings. Field metadata holds the parser for each key."""
 
-    database_url: str = field(
-        default="", metadata={"parse": _url_parser("sqlite", "postgresql")}
-    )
+    database_url: str = field(default="", metadata={"parse": _url_parser("sqlite", "postgresql")})
     secret_key: str = field(default="", metadata={"parse": _parse_str})
     instance_path: str = field(default="instance", metadata={"parse": _parse_str})
     site_url: str = field(
@@ -109,9 +107,7 @@ class Settings:
     # Seeds for the runtime settings stored in the database.
     default_max_per_hour: int = field(default=1000, metadata={"parse": _parse_positive_int})
     default_batch_size: int = field(default=100, metadata={"parse": _parse_positive_int})
-    default_tick_interval_seconds: int = field(
-        default=60, metadata={"parse": _parse_positive_int}
-    )
+    default_tick_interval_seconds: int = field(default=60, metadata={"parse": _parse_positive_int})
     default_company_name: str = field(default="", metadata={"parse": _parse_str})
     default_postal_address: str = field(default="", metadata={"parse": _parse_str})
 
@@ -147,9 +143,7 @@ def _read_toml(path: Path) -> Mapping[str, object]:
         raise ConfigError(f"SLUICE_CONFIG: {path} is not valid TOML: {error}") from None
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build ``Settings`` from the environment and the optional TOML file.
 
     ``overrides`` (used by tests and the CLI) win over both and are parsed too.

@@ -66,9 +66,7 @@ def migrate_database(database_url: str, instance_path: Path) -> None:
 
 
 def postgres_url(database: str) -> str:
-    return make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(
-        hide_password=False
-    )
+    return make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
 
 
 def run_postgres_admin(statement: str) -> None:
@@ -86,7 +84,7 @@ def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str 
     name = f"sluice_test_{uuid.uuid4().hex[:12]}"
     try:
         run_postgres_admin(f'CREATE DATABASE "{name}"')
-    except Exception:  # noqa: BLE001 - any connection failure means "missing"
+    except Exception:  # any connection failure means "missing"
         yield None
         return
     try:

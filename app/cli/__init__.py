@@ -45,5 +45,7 @@ def build_cli() -> click.Group:
 
 
 def main() -> None:
-    script_info = ScriptInfo(create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False)
+    script_info = ScriptInfo(
+        create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False
+    )
     build_cli().main(prog_name="sluice", obj=script_info)

@@ -11,7 +11,7 @@ from flask_migrate import upgrade
 
 from app import MIGRATIONS_DIR, app_settings
 from app.clock import SystemClock
-from app.extensions import db
+from app.extensions import current_session, db
 from app.services.demo import load_demo_data
 from app.services.runtime_settings import (
     SPECS,
@@ -30,10 +30,10 @@ def init_command() -> None:
     upgrade(directory=str(MIGRATIONS_DIR))
     settings = app_settings(current_app)
     clock = SystemClock()
-    seeded = seed_runtime_settings(db.session, settings, clock)
+    seeded = seed_runtime_settings(current_session(), settings, clock)
     try:
         admin = ensure_first_admin(
-            db.session, clock, settings.admin_email, settings.admin_password
+            current_session(), clock, settings.admin_email, settings.admin_password
         )
     except ValueError as error:
         db.session.rollback()
@@ -57,7 +57,7 @@ def init_command() -> None:
 @with_appcontext
 def demo_command(if_empty: bool) -> None:
     """Load demo contacts, target lists, a template and a draft campaign."""
-    summary = load_demo_data(db.session, SystemClock(), only_if_empty=if_empty)
+    summary = load_demo_data(current_session(), SystemClock(), only_if_empty=if_empty)
     db.session.commit()
     click.echo(summary)
 
@@ -101,7 +101,7 @@ def settings_group() -> None:
 def settings_show() -> None:
     """Print every runtime setting as JSON."""
     try:
-        current = get_runtime_settings(db.session)
+        current = get_runtime_settings(current_session())
     except LookupError as error:
         raise click.ClickException(str(error)) from None
     click.echo(json.dumps(current.__dict__, indent=2, ensure_ascii=False))
@@ -119,7 +119,7 @@ def settings_set(assignments: tuple[str, ...]) -> None:
             raise click.BadParameter(f"{assignment!r} is not KEY=VALUE")
         changes[key.strip()] = value
     try:
-        update_runtime_settings(db.session, changes, SystemClock())
+        update_runtime_settings(current_session(), changes, SystemClock())
     except SettingsValidationError as error:
         db.session.rollback()
         for key, message in error.errors.items():

@@ -60,18 +60,14 @@ campaign_target_lists = Table(
     "campaign_target_lists",
     Base.metadata,
     Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
-    Column(
-        "target_list_id", ForeignKey("target_lists.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("target_list_id", ForeignKey("target_lists.id", ondelete="CASCADE"), primary_key=True),
 )
 
 campaign_excluding_lists = Table(
     "campaign_excluding_lists",
     Base.metadata,
     Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
-    Column(
-        "target_list_id", ForeignKey("target_lists.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("target_list_id", ForeignKey("target_lists.id", ondelete="CASCADE"), primary_key=True),
 )
 
 
@@ -80,18 +76,14 @@ class Campaign(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    type: Mapped[CampaignType] = mapped_column(
-        str_enum(CampaignType), default=CampaignType.EMAIL
-    )
+    type: Mapped[CampaignType] = mapped_column(str_enum(CampaignType), default=CampaignType.EMAIL)
     sender_profile_id: Mapped[int | None] = mapped_column(
         ForeignKey("sender_profiles.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     target_lists: Mapped[list[TargetList]] = relationship(secondary=campaign_target_lists)
-    excluding_lists: Mapped[list[TargetList]] = relationship(
-        secondary=campaign_excluding_lists
-    )
+    excluding_lists: Mapped[list[TargetList]] = relationship(secondary=campaign_excluding_lists)
     mass_emails: Mapped[list[MassEmail]] = relationship(back_populates="campaign")
 
 

@@ -91,9 +91,7 @@ def normalise_address(raw: str) -> tuple[str, str]:
     if len(candidate) > EMAIL_MAX_LENGTH:
         raise InvalidAddress(f"the address is longer than {EMAIL_MAX_LENGTH} characters")
     try:
-        validated = validate_email(
-            candidate, check_deliverability=False, allow_smtputf8=True
-        )
+        validated = validate_email(candidate, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as error:
         raise InvalidAddress(str(error)) from None
     address = validated.normalized
@@ -160,9 +158,7 @@ def check_address(raw: str, own_addresses: Collection[str] = ()) -> AddressCheck
 def own_sending_addresses(session: Session, bounce_address: str = "") -> frozenset[str]:
     """The company's own addresses, case-folded: every sender profile's From
     and Reply-To, and the bounce address."""
-    rows = session.execute(
-        select(SenderProfile.from_address, SenderProfile.reply_to_address)
-    ).all()
+    rows = session.execute(select(SenderProfile.from_address, SenderProfile.reply_to_address)).all()
     addresses = {value.strip().lower() for row in rows for value in row if value}
     if bounce_address:
         addresses.add(bounce_address.strip().lower())

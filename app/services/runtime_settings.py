@@ -187,9 +187,7 @@ def get_runtime_settings(session: Session) -> RuntimeSettings:
     stored = {row.key: row.value for row in session.scalars(select(RuntimeSetting))}
     missing = [key for key in SPECS if key not in stored]
     if missing:
-        raise LookupError(
-            f"runtime settings missing: {', '.join(missing)}; run `sluice init`"
-        )
+        raise LookupError(f"runtime settings missing: {', '.join(missing)}; run `sluice init`")
     return RuntimeSettings(**{key: stored[key] for key in SPECS})
 
 

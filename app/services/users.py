@@ -35,9 +35,7 @@ def ensure_first_admin(
         return None
     address, key = normalise_address(email or DEFAULT_ADMIN_EMAIL)
     if password and len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(
-            f"SLUICE_ADMIN_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters"
-        )
+        raise ValueError(f"SLUICE_ADMIN_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters")
     generated = None if password else secrets.token_urlsafe(15)
     session.add(
         User(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from sqlalchemy import text
 
-from app.extensions import db
+from app.extensions import current_session, db
 from app.services.overview import database_overview
 
 ui = Blueprint("ui", __name__)
@@ -14,7 +14,7 @@ ui = Blueprint("ui", __name__)
 
 @ui.get("/")
 def index() -> str:
-    return render_template("ui/index.html", overview=database_overview(db.session))
+    return render_template("ui/index.html", overview=database_overview(current_session()))
 
 
 @ui.get("/healthz")
