@@ -14,6 +14,7 @@ policy, …) live in the database; the ``default_*`` values here only seed them
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Callable, Mapping
@@ -45,7 +46,8 @@ def _parse_int(value: object) -> int:
         raise ValueError("expected a whole number")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which int() rejects.
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
         return int(value.strip())
     raise ValueError("expected a whole number")
 
@@ -125,12 +127,27 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.upper()
 
 
+# Values never echoed in an error message: they end up in logs.
+SECRET_SETTINGS = frozenset({"secret_key", "admin_password"})
+
+
+def _shown_value(key: str, raw: object) -> str:
+    """The rejected value as an error message may show it: secrets hidden,
+    a password inside a URL masked."""
+    if key in SECRET_SETTINGS:
+        return "(value hidden)"
+    text = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", str(raw))
+    return f"(got {text[:80]!r})"
+
+
 def _parse_value(key: str, raw: object, source: str) -> Any:
+    """Parse one value; ``source`` names where it came from, as the user wrote
+    it (``environment variable SLUICE_DEFAULT_BATCH_SIZE``)."""
     parser = next(f for f in fields(Settings) if f.name == key).metadata["parse"]
     try:
         return parser(raw)
     except ValueError as error:
-        raise ConfigError(f"{source} {key!r}: {error} (got {str(raw)[:80]!r})") from None
+        raise ConfigError(f"{source}: {error} {_shown_value(key, raw)}") from None
 
 
 def _read_toml(path: Path) -> Mapping[str, object]:
@@ -156,7 +173,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         for key, raw in _read_toml(Path(config_file)).items():
             if key not in SETTING_NAMES:
                 raise ConfigError(f"config file key {key!r} is unknown")
-            values[key] = _parse_value(key, raw, "config file key")
+            values[key] = _parse_value(key, raw, f"config file key {key!r}")
 
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
@@ -164,12 +181,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         key = name[len(ENV_PREFIX) :].lower()
         if key not in SETTING_NAMES:
             raise ConfigError(f"environment variable {name} is unknown")
-        values[key] = _parse_value(key, raw, "environment variable")
+        values[key] = _parse_value(key, raw, f"environment variable {name}")
 
     for key, raw in overrides.items():
         if key not in SETTING_NAMES:
             raise ConfigError(f"setting {key!r} is unknown")
-        values[key] = _parse_value(key, raw, "setting")
+        values[key] = _parse_value(key, raw, f"setting {key!r}")
 
     return Settings(**values)
 
