@@ -48,6 +48,7 @@ COMMON_DOMAINS = (
     "mac.com",
     "aol.com",
     "mail.com",
+    "email.com",
     "gmx.com",
     "gmx.de",
     "gmx.net",
@@ -120,16 +121,25 @@ def _edit_distance(left: str, right: str) -> int:
     return row[-1]
 
 
+def _is_country_variant(domain: str, known: str) -> bool:
+    """``hotmail.it`` against ``hotmail.fr``: the same provider under another
+    two-letter country domain is real, not a typo."""
+    name, _, suffix = domain.rpartition(".")
+    known_name, _, known_suffix = known.rpartition(".")
+    return name == known_name and len(suffix) == 2 and len(known_suffix) == 2
+
+
 def suggest_domain(domain: str) -> str | None:
     """The common provider domain ``domain`` is probably a typo of, if any."""
     domain = domain.lower()
     if domain in _COMMON_DOMAIN_SET:
         return None
     # Short domains allow one edit; longer ones two (hotmal.cmo → hotmail.com).
-    allowed = 1 if len(domain) < 8 else 2
+    # Two edits on a short domain rewrite it (acme.com is not me.com).
+    allowed = 1 if len(domain) < 10 else 2
     best: tuple[int, str] | None = None
     for known in COMMON_DOMAINS:
-        if abs(len(known) - len(domain)) > allowed:
+        if abs(len(known) - len(domain)) > allowed or _is_country_variant(domain, known):
             continue
         distance = _edit_distance(domain, known)
         if distance <= allowed and (best is None or distance < best[0]):
