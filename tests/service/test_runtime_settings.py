@@ -1,0 +1,154 @@
+"""Runtime settings: seeded once from config, then changed only through a
+validated, all-or-nothing update."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app import app_settings
+from app.clock import FixedClock
+from app.models import RuntimeSetting
+from app.services.runtime_settings import (
+    SPECS,
+    RuntimeSettings,
+    SettingsValidationError,
+    get_runtime_settings,
+    seed_runtime_settings,
+    update_runtime_settings,
+)
+
+
+@pytest.fixture
+def seeded(app: Flask, session: Session, clock: FixedClock) -> RuntimeSettings:
+    seed_runtime_settings(session, app_settings(app), clock)
+    session.commit()
+    return get_runtime_settings(session)
+
+
+def test_seeding_takes_the_config_defaults(app: Flask, session: Session, clock: FixedClock) -> None:
+    config = app_settings(app)
+    assert sorted(seed_runtime_settings(session, config, clock)) == sorted(SPECS)
+    session.commit()
+    current = get_runtime_settings(session)
+    assert current.max_per_hour == config.default_max_per_hour
+    assert current.batch_size == config.default_batch_size
+    assert current.tick_interval_seconds == config.default_tick_interval_seconds
+    assert current.company_name == config.default_company_name == "Example Corp"
+    assert current.postal_address == config.default_postal_address
+    assert current.bounce_domain == "bounce.example.com"  # from SLUICE_BOUNCE_ADDRESS
+    assert current.site_url == config.site_url
+    assert current.open_tracking is False  # personal data: off until an admin turns it on
+    assert current.mandatory_opt_out is True
+
+
+def test_seeding_again_keeps_admin_changes(
+    app: Flask, session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    update_runtime_settings(session, {"max_per_hour": 50, "company_name": "Acme"}, clock)
+    session.commit()
+    assert seed_runtime_settings(session, app_settings(app), clock) == []
+    session.commit()
+    current = get_runtime_settings(session)
+    assert (current.max_per_hour, current.company_name) == (50, "Acme")
+
+
+def test_seeding_adds_only_a_missing_key(
+    app: Flask, session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    update_runtime_settings(session, {"batch_size": 7}, clock)
+    session.execute(delete(RuntimeSetting).where(RuntimeSetting.key == "open_tracking"))
+    session.commit()
+    assert seed_runtime_settings(session, app_settings(app), clock) == ["open_tracking"]
+    assert get_runtime_settings(session).batch_size == 7
+
+
+def test_update_converts_and_saves(
+    session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    updated = update_runtime_settings(
+        session,
+        {
+            "max_per_hour": " 500 ",
+            "open_tracking": "yes",
+            "site_url": "https://mail.example.com/",
+            "bounce_domain": "Bounces.Example.COM",
+        },
+        clock,
+    )
+    session.commit()
+    assert updated == get_runtime_settings(session)
+    assert updated.max_per_hour == 500
+    assert updated.open_tracking is True
+    assert updated.site_url == "https://mail.example.com"
+    assert updated.bounce_domain == "bounces.example.com"
+
+
+# (key, value): each must be refused on its own, naming its key.
+HOSTILE_VALUES: list[tuple[str, object]] = [
+    ("max_per_hour", 10**30),
+    ("max_per_hour", 0),
+    ("max_per_hour", -5),
+    ("max_per_hour", "-5"),
+    ("max_per_hour", 2.5),
+    ("max_per_hour", True),
+    ("batch_size", "abc"),
+    ("batch_size", None),
+    ("tick_interval_seconds", 1),
+    ("soft_bounce_threshold", False),
+    ("open_tracking", "maybe"),
+    ("open_tracking", 1),
+    ("company_name", "Acme\r\nBcc: victim@example.org"),
+    ("company_name", "x" * 201),
+    ("company_name", 42),
+    ("postal_address", "p" * 1001),
+    ("postal_address", "1 Main St\x00"),
+    ("site_url", "javascript:alert(1)"),
+    ("site_url", "https://"),
+    ("site_url", "ftp://files.example.com"),
+    ("site_url", "https://example.com/?q=1"),
+    ("site_url", "https://example.com\r\nX: y"),
+    ("bounce_domain", "localhost"),
+    ("bounce_domain", "bounce example.com"),
+    ("not_a_setting", 1),
+]
+
+
+def test_hostile_values_are_rejected_by_field(
+    session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    # One database for all cases: a database per case would make this slow.
+    for key, value in HOSTILE_VALUES:
+        with pytest.raises(SettingsValidationError) as error:
+            update_runtime_settings(session, {key: value}, clock)
+        assert list(error.value.errors) == [key], (key, value)
+    session.commit()
+    assert get_runtime_settings(session) == seeded
+
+
+def test_one_bad_field_saves_nothing_and_names_every_bad_one(
+    session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    with pytest.raises(SettingsValidationError) as error:
+        update_runtime_settings(
+            session,
+            {
+                "max_per_hour": 500,
+                "batch_size": "abc",
+                "site_url": "javascript:x",
+                "company_name": "B",
+            },
+            clock,
+        )
+    assert sorted(error.value.errors) == ["batch_size", "site_url"]
+    assert "batch_size" in str(error.value)
+    session.commit()
+    assert get_runtime_settings(session) == seeded
+
+
+def test_unseeded_database_raises_a_clear_error(session: Session) -> None:
+    assert session.scalar(select(func.count()).select_from(RuntimeSetting)) == 0
+    with pytest.raises(LookupError, match="sluice init"):
+        get_runtime_settings(session)
