@@ -12,7 +12,7 @@ from flask_migrate import upgrade
 from app import MIGRATIONS_DIR, app_settings
 from app.clock import SystemClock
 from app.extensions import current_session, db
-from app.services.demo import load_demo_data
+from app.services.demo import DemoDataError, load_demo_data
 from app.services.runtime_settings import (
     SPECS,
     SettingsValidationError,
@@ -57,7 +57,11 @@ def init_command() -> None:
 @with_appcontext
 def demo_command(if_empty: bool) -> None:
     """Load demo contacts, target lists, a template and a draft campaign."""
-    summary = load_demo_data(current_session(), SystemClock(), only_if_empty=if_empty)
+    try:
+        summary = load_demo_data(current_session(), SystemClock(), only_if_empty=if_empty)
+    except (DemoDataError, LookupError) as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
     db.session.commit()
     click.echo(summary)
 
