@@ -21,6 +21,7 @@ from app.services.runtime_settings import (
     update_runtime_settings,
 )
 from app.services.users import ensure_first_admin
+from config import ConfigError
 
 
 @click.command("init")
@@ -30,7 +31,10 @@ def init_command() -> None:
     upgrade(directory=str(MIGRATIONS_DIR))
     settings = app_settings(current_app)
     clock = SystemClock()
-    seeded = seed_runtime_settings(current_session(), settings, clock)
+    try:
+        seeded = seed_runtime_settings(current_session(), settings, clock)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration error: {error}") from None
     try:
         admin = ensure_first_admin(
             current_session(), clock, settings.admin_email, settings.admin_password

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.models import RuntimeSetting
-from config import Settings
+from config import ConfigError, Settings
 
 
 class SettingsValidationError(ValueError):
@@ -168,13 +168,20 @@ assert set(SPECS) == {f.name for f in fields(RuntimeSettings)}
 
 def seed_runtime_settings(session: Session, settings: Settings, clock: Clock) -> list[str]:
     """Store the config default for every key not yet in the database; keys
-    already there are left alone. Returns the keys seeded."""
+    already there are left alone. Returns the keys seeded.
+
+    A default that fails the setting's own validator raises ``ConfigError``
+    naming the key: config seeds obey the same rules as an administrator.
+    """
     existing = set(session.scalars(select(RuntimeSetting.key)))
     seeded = []
     for key, spec in SPECS.items():
         if key in existing:
             continue
-        value = spec.validate(spec.seed(settings))
+        try:
+            value = spec.validate(spec.seed(settings))
+        except ValueError as error:
+            raise ConfigError(f"the configured default for {key}: {error}") from None
         session.add(RuntimeSetting(key=key, value=value, updated_at=clock.now()))
         seeded.append(key)
     session.flush()

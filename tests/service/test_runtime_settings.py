@@ -19,6 +19,7 @@ from app.services.runtime_settings import (
     seed_runtime_settings,
     update_runtime_settings,
 )
+from config import ConfigError, load_settings
 
 
 @pytest.fixture
@@ -152,3 +153,12 @@ def test_unseeded_database_raises_a_clear_error(session: Session) -> None:
     assert session.scalar(select(func.count()).select_from(RuntimeSetting)) == 0
     with pytest.raises(LookupError, match="sluice init"):
         get_runtime_settings(session)
+
+
+def test_invalid_config_default_is_refused_naming_the_key(
+    session: Session, clock: FixedClock
+) -> None:
+    session.execute(delete(RuntimeSetting))
+    settings = load_settings(environ={}, default_company_name="Example\r\nBcc: x@evil.test")
+    with pytest.raises(ConfigError, match="company_name"):
+        seed_runtime_settings(session, settings, clock)
