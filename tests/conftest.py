@@ -1,8 +1,8 @@
 """Shared fixtures: an app per test with its own database, on SQLite and on
 PostgreSQL.
 
-PostgreSQL: one template database is created and migrated per test session;
-each test gets a fresh copy (``CREATE DATABASE … TEMPLATE``) dropped after it.
+PostgreSQL: one database is created and migrated per test session and
+dropped at its end; each test starts with every table emptied.
 SQLite: one migrated file per session, copied per test. Both use the real
 Alembic migrations, so every service test also exercises them.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -80,7 +80,8 @@ def run_postgres_admin(statement: str) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
-    """Name of a migrated template database, or None when PostgreSQL is down."""
+    """Name of this session's migrated PostgreSQL database, or None when
+    PostgreSQL is down. Dropped when the session ends."""
     name = f"sluice_test_{uuid.uuid4().hex[:12]}"
     try:
         run_postgres_admin(f'CREATE DATABASE "{name}"')
@@ -102,23 +103,54 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def empty_all_tables(database_url: str) -> None:
+    """Give a test an empty database: creating one per test costs 0.4-1.7 s
+    on PostgreSQL, emptying every table ~20 ms. Ids restart at 1."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            tables = [
+                name for name in inspect(connection).get_table_names() if name != "alembic_version"
+            ]
+            if tables:
+                quoted = ", ".join(connection.dialect.identifier_preparer.quote(t) for t in tables)
+                connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     sqlite_template: Path,
     postgres_template: str | None,
-) -> Iterator[str]:
-    """A fresh, migrated database for one test, on each backend in turn."""
+) -> str:
+    """A migrated database holding no rows, for one test, on each backend in
+    turn. Tests that change the schema itself use ``empty_database_url``."""
     if request.param == "sqlite":
         path = tmp_path / "sluice.db"
         shutil.copyfile(sqlite_template, path)
-        yield f"sqlite:///{path}"
+        return f"sqlite:///{path}"
+    if postgres_template is None:
+        service_missing(f"PostgreSQL is not reachable at {make_url(POSTGRES_ADMIN_URL)!r}")
+    url = postgres_url(str(postgres_template))
+    empty_all_tables(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None
+) -> Iterator[str]:
+    """A database of its own with no tables at all, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     if postgres_template is None:
         service_missing(f"PostgreSQL is not reachable at {make_url(POSTGRES_ADMIN_URL)!r}")
-    name = f"sluice_t_{uuid.uuid4().hex[:12]}"
-    run_postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    name = f"sluice_m_{uuid.uuid4().hex[:12]}"
+    run_postgres_admin(f'CREATE DATABASE "{name}"')
     try:
         yield postgres_url(name)
     finally:

@@ -3,7 +3,6 @@ upgrades a database in place without losing data, and downgrade works."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from app import MIGRATIONS_DIR
 from app.cli import build_cli
 from app.extensions import db
 from app.models import Contact, Role, TargetListMember, User
-from tests.conftest import make_test_app, postgres_url, run_postgres_admin, service_missing
+from tests.conftest import make_test_app
 
 FIRST_REVISION = "0001"
 WHEN = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -83,24 +82,6 @@ def contact_row(contact_id: int, email: str, **extra: Any) -> dict[str, Any]:
         "opt_out_source": "",
     }
     return row | extra
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None
-) -> Iterator[str]:
-    """A database with no tables at all, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    if postgres_template is None:
-        service_missing("PostgreSQL is not reachable")
-    name = f"sluice_m_{uuid.uuid4().hex[:12]}"
-    run_postgres_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_url(name)
-    finally:
-        run_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -183,7 +164,8 @@ def test_init_upgrades_a_database_with_data_in_place(empty_app: Flask) -> None:
     assert schema_differences() == []
 
 
-def test_downgrade_to_base_and_upgrade_again(app: Flask) -> None:
+def test_downgrade_to_base_and_upgrade_again(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR))
     downgrade(directory=str(MIGRATIONS_DIR), revision="base")
     assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
     assert current_revisions() == set()
