@@ -21,6 +21,7 @@ from app.models.contacts import (
     TargetList,
     TargetListMember,
 )
+from app.models.imports import ContactImport as ContactImport
 
 __all__ = [
     "AUDIENCE_TYPES",
