@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import click
 from flask import current_app
@@ -73,8 +74,14 @@ def demo_command(if_empty: bool) -> None:
 def _serve(host: str, port: int) -> None:
     from waitress import serve
 
+    # waitress calls the app from its own threads: hand it the real Flask
+    # object, not the context-bound ``current_app`` proxy.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # waitress says "Serving on …" once the socket is bound: operators (and
+    # the tests) wait for that line.
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     click.echo(f"Sluice web UI on http://{host}:{port}/ (Ctrl+C stops it)")
-    serve(current_app, host=host, port=port, threads=8)
+    serve(app, host=host, port=port, threads=8)
 
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
