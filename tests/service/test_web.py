@@ -31,7 +31,7 @@ def test_index_shows_counts_but_no_contact_data(
     page = response.get_data(as_text=True)
 
     assert response.status_code == 200
-    assert "3 contacts" in page
+    assert "Contacts: 3" in page
     assert "0 target lists" in page
     for private in (
         "ann.secret",
