@@ -32,7 +32,7 @@ def test_index_shows_counts_but_no_contact_data(
 
     assert response.status_code == 200
     assert "Contacts: 3" in page
-    assert "0 target lists" in page
+    assert "Target lists: 0" in page
     for private in (
         "ann.secret",
         "bob.private",
