@@ -40,12 +40,8 @@ from app import MIGRATIONS_DIR, create_app
 from app.clock import SystemClock
 from app.extensions import db
 from app.services.addresses import own_sending_addresses
-from app.services.contact_import import (
-    ImportSummary,
-    RejectedRow,
-    RejectedRowsWriter,
-    import_contacts,
-)
+from app.services.contact_csv import RejectedRow, RejectedRowsWriter
+from app.services.contact_import import ImportSummary, import_contacts
 from config import load_settings
 
 PROVIDERS = ("gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "gmx.de", "web.de", "aol.com")

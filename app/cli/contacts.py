@@ -1,7 +1,8 @@
 """``sluice contacts …``: import, export, opt-out, opt-in.
 
 The commands own files and printing; the rules live in
-``app.services.contact_import``, ``contact_export`` and ``contacts``.
+``app.services.contact_import``, ``contact_csv``, ``contact_export`` and
+``contacts``.
 """
 
 from __future__ import annotations
@@ -30,15 +31,14 @@ from app import app_settings
 from app.clock import SystemClock
 from app.extensions import current_session
 from app.services.addresses import InvalidAddress, own_sending_addresses
-from app.services.contact_export import export_contacts, find_target_list
-from app.services.contact_import import (
+from app.services.contact_csv import (
     ImportFileError,
-    ImportSummary,
     RejectedRow,
     RejectedRowsWriter,
     RowWarning,
-    import_contacts,
 )
+from app.services.contact_export import export_contacts, find_target_list
+from app.services.contact_import import ImportSummary, import_contacts
 from app.services.contacts import ContactError, clean_audience_type, clean_name, set_opt_out
 
 # Beyond this many lines of rejected rows (and, separately, of warnings) the

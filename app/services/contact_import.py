@@ -1,36 +1,10 @@
 """CSV import of contacts into a target list.
 
-File rules (a broken file raises ``ImportFileError`` and imports nothing):
-- the first non-blank row is the header; it needs an email column and no two
-  columns may mean the same thing (``Email`` and ``E-mail``, ``Notes`` and
-  ``notes``);
-- headers map case-insensitively, trimmed, ``_``/``-`` read as spaces, with
-  the synonyms in ``HEADER_SYNONYMS``; every other named column is a custom
-  field, keyed by its header as written; columns without a header hold
-  nothing; the ``sluice_row``/``sluice_reason`` columns of a rejected-rows
-  file and the read-only columns of an export (``email_status``,
-  ``opted_out`` …) are skipped and listed in ``ignored_columns``, so a
-  corrected rejected-rows file or an export imports back as it is;
-- the delimiter is whichever of ``,``, ``;`` and tab occurs most in the header
-  line outside quotes (``,`` when none does);
-- text is decoded with ``encoding`` (default UTF-8 with or without BOM) using
-  ``surrogateescape``, so undecodable bytes cost only their own row.
-
-Row rules (a bad row is rejected with its number and reason, the rest goes on):
-- the row number is the spreadsheet row (the header is row 1 when the file
-  starts with it); the physical line is named when it differs, e.g. for a
-  record with embedded newlines;
-- blank rows hold no data and are skipped (counted as ``blank_rows``);
-- rejected: more non-empty cells than the header has columns (fewer cells are
-  padded with empty ones), a value under a column without a header, a NUL
-  character, undecodable bytes, a cell over the CSV field limit, an invalid
-  address, a name over 200 characters, an invalid type, a custom value over
-  ``CUSTOM_VALUE_MAX_LENGTH`` characters;
-- a typo suggestion or one of the company's own sending addresses is a
-  warning, never a rejection;
-- cells are stored exactly as written (``=cmd|…`` stays text); a leading
-  ``'`` that Sluice's own CSV writer added before a formula character is
-  removed (``contact_export.unescape_formula``), so exports round-trip.
+The file and row rules are in ``app.services.contact_csv``, which reads the
+file: a file that cannot be imported raises ``ImportFileError`` and imports
+nothing; a bad row is rejected with its number and reason and the rest goes
+on; blank rows are skipped and counted as ``blank_rows``. This module holds
+what happens to the valid rows.
 
 Contact rules:
 - ``default_type`` is the audience type of rows without one; a row's own type
@@ -60,13 +34,11 @@ counts.
 from __future__ import annotations
 
 import codecs
-import csv
-import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
+from typing import Any, BinaryIO, Final
 
 from sqlalchemy import (
     JSON,
@@ -95,91 +67,23 @@ from app.clock import Clock
 from app.models import Contact, TargetList, TargetListMember
 from app.models.base import UTCDateTime
 from app.models.imports import ContactImport, ContactImportAddress
-from app.services.addresses import InvalidAddress, check_address
-from app.services.contact_export import EXPORT_READ_ONLY_COLUMNS, safe_csv_row, unescape_formula
-from app.services.contacts import NAME_MAX_LENGTH, ContactError, clean_audience_type, clean_name
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from app.services.addresses import InvalidAddress
+from app.services.contact_csv import (
+    ContactCsvFile,
+    ContactRow,
+    RejectedRow,
+    RowRejected,
+    RowWarning,
+)
+from app.services.contacts import ContactError, clean_audience_type, clean_name
 
 DEFAULT_BATCH_SIZE: Final = 2000
-CUSTOM_VALUE_MAX_LENGTH: Final = 10_000
-# A physical line longer than this is refused before the csv module sees it,
-# so one giant line cannot fill the memory (a cell is limited to
-# csv.field_size_limit() characters anyway, 131,072 by default).
-MAX_LINE_CHARS: Final = 16 * 1024 * 1024
-DELIMITERS: Final = (",", ";", "\t")
-REJECTED_FILE_COLUMNS: Final = ("sluice_row", "sluice_reason")
-_SKIPPED_COLUMNS: Final = frozenset((*REJECTED_FILE_COLUMNS, *EXPORT_READ_ONLY_COLUMNS))
-
-# Normalised header (see _header_key) -> contact field.
-HEADER_SYNONYMS: Final = {
-    **dict.fromkeys(("email", "e mail", "email address", "e mail address", "mail"), "email"),
-    **dict.fromkeys(("first name", "firstname", "given name"), "first_name"),
-    **dict.fromkeys(("last name", "lastname", "surname", "family name"), "last_name"),
-    **dict.fromkeys(("company", "organization", "organisation", "account name"), "company"),
-    **dict.fromkeys(("type", "audience type"), "audience_type"),
-}
-_FIELD_LABELS: Final = {
-    "email": "email",
-    "first_name": "first name",
-    "last_name": "last name",
-    "company": "company",
-    "audience_type": "type",
-}
-
-
-class ImportFileError(ValueError):
-    """The file as a whole cannot be imported; nothing was imported."""
-
-
-@dataclass(frozen=True)
-class RowPosition:
-    """Where a row is: its spreadsheet row and its physical lines in the file."""
-
-    row: int
-    first_line: int
-    last_line: int
-
-    def __str__(self) -> str:
-        if self.first_line != self.last_line:
-            return f"row {self.row} (lines {self.first_line}-{self.last_line})"
-        if self.first_line != self.row:
-            return f"row {self.row} (line {self.first_line})"
-        return f"row {self.row}"
-
-
-@dataclass(frozen=True, eq=False)
-class CsvLayout:
-    """The header of the file and what each column maps to."""
-
-    delimiter: str
-    header: tuple[str, ...]
-    field_columns: dict[str, int]
-    custom_columns: tuple[tuple[int, str], ...]
-    unnamed_columns: tuple[int, ...]
-    ignored_columns: tuple[str, ...]
-    # Columns copied to the rejected-rows file (all but its own two columns).
-    passthrough_columns: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RejectedRow:
-    position: RowPosition
-    reason: str
-    cells: tuple[str, ...]  # as read; empty when the row could not be read at all
-    layout: CsvLayout = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class RowWarning:
-    position: RowPosition
-    email: str
-    message: str
 
 
 @dataclass
 class ImportSummary:
+    """What an import did: its rows counted by outcome (see the contact rules)."""
+
     list_name: str
     import_id: int = 0
     rows: int = 0
@@ -193,93 +97,6 @@ class ImportSummary:
     ignored_columns: tuple[str, ...] = ()
 
 
-class _RowRejected(ValueError):
-    """A data row cannot be imported; the message says why."""
-
-
-class _LineTooLong(Exception):
-    pass
-
-
-class _ByteCounter(io.RawIOBase):
-    """Passes bytes through from ``source``, counting them for progress."""
-
-    def __init__(self, source: BinaryIO) -> None:
-        super().__init__()
-        self._source = source
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self._source.read(len(view))
-        view[: len(data)] = data
-        self.bytes_read += len(data)
-        return len(data)
-
-
-class _PhysicalLines:
-    """The file's physical lines for ``csv.reader``, counted.
-
-    A line longer than ``MAX_LINE_CHARS`` raises ``_LineTooLong`` (its rest
-    skipped) instead of being read whole into memory; ``csv.reader`` starts
-    afresh on the next line after any exception.
-    """
-
-    def __init__(self, text: io.TextIOBase) -> None:
-        self._text = text
-        self._pushed_back: str | None = None
-        self.count = 0
-
-    def __iter__(self) -> _PhysicalLines:
-        return self
-
-    def __next__(self) -> str:
-        if self._pushed_back is not None:
-            line, self._pushed_back = self._pushed_back, None
-        else:
-            # +2 leaves room for a CRLF after a line of exactly the limit.
-            line = self._text.readline(MAX_LINE_CHARS + 2)
-            if not line:
-                raise StopIteration
-        self.count += 1
-        if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
-            self._skip_rest_of_line()
-            raise _LineTooLong
-        return line
-
-    def push_back(self, line: str) -> None:
-        self._pushed_back = line
-        self.count -= 1
-
-    def _skip_rest_of_line(self) -> None:
-        while True:
-            chunk = self._text.readline(MAX_LINE_CHARS)
-            if not chunk or chunk.endswith(("\n", "\r")):
-                return
-
-
-@dataclass(frozen=True)
-class _Record:
-    position: RowPosition
-    cells: list[str]
-    problem: str = ""  # set when the record could not be read
-
-
-@dataclass(frozen=True)
-class _ContactRow:
-    position: RowPosition
-    email: str
-    key: str
-    first_name: str
-    last_name: str
-    company: str
-    audience_type: str  # "" when the row has none
-    custom_fields: dict[str, str]
-
-
 @dataclass(frozen=True)
 class _Values:
     """The fields an import may change, as stored or as they will be."""
@@ -290,7 +107,7 @@ class _Values:
     audience_type: str
     custom_fields: dict[str, Any]
 
-    def merged(self, row: _ContactRow, fallback_type: str = "") -> _Values:
+    def merged(self, row: ContactRow, fallback_type: str = "") -> _Values:
         """Non-empty cells win; custom fields merge key by key."""
         return _Values(
             first_name=row.first_name or self.first_name,
@@ -313,238 +130,6 @@ class _Plan:
     may_change: bool  # created by this import, or --update
     first_meeting: bool  # first row of this import with the address
     stale_meeting: bool = False  # met before, but the contact has since gone
-
-
-# ---------------------------------------------------------------- the header
-
-
-def detect_delimiter(header_line: str) -> str:
-    """The delimiter used most often outside quotes in the header line."""
-    counts = dict.fromkeys(DELIMITERS, 0)
-    in_quotes = False
-    for char in header_line:
-        if char == '"':
-            in_quotes = not in_quotes
-        elif not in_quotes and char in counts:
-            counts[char] += 1
-    best = max(DELIMITERS, key=counts.__getitem__)  # ties go to ","
-    return best if counts[best] else ","
-
-
-def _header_key(name: str) -> str:
-    return " ".join(name.replace("_", " ").replace("-", " ").lower().split())
-
-
-def _encoding_label(encoding: str) -> str:
-    name = codecs.lookup(encoding).name
-    return "UTF-8" if name in {"utf-8", "utf-8-sig"} else name
-
-
-def _undecodable_byte(text: str) -> int | None:
-    """The first byte ``surrogateescape`` could not decode in ``text``, if any."""
-    if text.isascii():
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        return ord(text[error.start]) - 0xDC00
-    return None
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _build_layout(cells: list[str], delimiter: str, encoding: str) -> CsvLayout:
-    header = tuple(cell.lstrip("\ufeff").strip() for cell in cells)
-    joined = "".join(header)
-    if _undecodable_byte(joined) is not None:
-        raise ImportFileError(
-            f"the header row is not valid {_encoding_label(encoding)}; "
-            "re-run with --encoding (for example cp1252 or latin-1)"
-        )
-    if "\x00" in joined:
-        raise ImportFileError("the header row contains NUL characters: is this a CSV file?")
-    field_columns: dict[str, int] = {}
-    custom_columns: list[tuple[int, str]] = []
-    unnamed_columns: list[int] = []
-    ignored_columns: list[str] = []
-    claimed: dict[str, int] = {}
-    for index, name in enumerate(header):
-        if not name:
-            unnamed_columns.append(index)
-            continue
-        if name.lower() in _SKIPPED_COLUMNS:
-            ignored_columns.append(name)
-            continue
-        contact_field = HEADER_SYNONYMS.get(_header_key(name))
-        meaning = contact_field or f"custom field {name.casefold()!r}"
-        if meaning in claimed:
-            other = claimed[meaning]
-            raise ImportFileError(
-                f"columns {other + 1} ({header[other]!r}) and {index + 1} ({name!r}) "
-                f"both hold {_FIELD_LABELS.get(meaning, meaning)}; keep one of them"
-            )
-        claimed[meaning] = index
-        if contact_field:
-            field_columns[contact_field] = index
-        elif len(name) > NAME_MAX_LENGTH:
-            raise ImportFileError(
-                f"column {index + 1}: a header is at most {NAME_MAX_LENGTH} characters"
-            )
-        else:
-            custom_columns.append((index, name))
-    if "email" not in field_columns:
-        found = ", ".join(repr(_shorten(name)) for name in header if name) or "no names"
-        raise ImportFileError(
-            "no email column: the header needs one named email, e-mail, "
-            f"email address or mail (found {found}; detected delimiter {delimiter!r})"
-        )
-    passthrough = tuple(
-        index for index, name in enumerate(header) if name.lower() not in REJECTED_FILE_COLUMNS
-    )
-    return CsvLayout(
-        delimiter,
-        header,
-        field_columns,
-        tuple(custom_columns),
-        tuple(unnamed_columns),
-        tuple(ignored_columns),
-        passthrough,
-    )
-
-
-def _read_header(lines: _PhysicalLines, encoding: str) -> tuple[CsvLayout, Any, int]:
-    """The layout, a csv reader positioned after the header, and the header's
-    row number."""
-    row = 0
-    try:
-        for line in lines:
-            row += 1
-            if line.strip():
-                break
-        else:
-            raise ImportFileError("the file is empty: expected a header row with an email column")
-        delimiter = detect_delimiter(line)
-        lines.push_back(line)
-        reader = csv.reader(lines, delimiter=delimiter)
-        cells = next(reader)
-    except csv.Error as error:
-        raise ImportFileError(f"cannot read the header row: {error}") from None
-    except _LineTooLong:
-        message = f"the header row is longer than {MAX_LINE_CHARS:,} characters"
-        raise ImportFileError(message) from None
-    return _build_layout(cells, delimiter, encoding), reader, row
-
-
-# ---------------------------------------------------------------- the rows
-
-
-def _records(reader: Iterator[list[str]], lines: _PhysicalLines, row: int) -> Iterator[_Record]:
-    """Every record after the header, readable or not, with its position."""
-    while True:
-        first_line = lines.count + 1
-        problem = ""
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            cells, problem = [], _csv_problem(error)
-        except _LineTooLong:
-            cells, problem = [], f"a line is longer than {MAX_LINE_CHARS:,} characters"
-        row += 1
-        yield _Record(RowPosition(row, first_line, max(first_line, lines.count)), cells, problem)
-
-
-def _csv_problem(error: csv.Error) -> str:
-    if "field limit" in str(error):
-        return (
-            f"a cell is longer than {csv.field_size_limit():,} characters "
-            "(the rest of its line was skipped)"
-        )
-    return f"not readable as CSV: {error}"
-
-
-def _column_name(layout: CsvLayout, index: int) -> str:
-    if index < len(layout.header) and layout.header[index]:
-        return repr(_shorten(layout.header[index]))
-    return str(index + 1)
-
-
-def _check_cells(cells: list[str], layout: CsvLayout, encoding: str) -> None:
-    """Raise ``_RowRejected`` for cells no column can hold or no text can be."""
-    width = len(layout.header)
-    if len(cells) > width and any(cell.strip() for cell in cells[width:]):
-        raise _RowRejected(f"has {len(cells)} cells but the header has {width} columns")
-    for index in layout.unnamed_columns:
-        if index < len(cells) and cells[index].strip():
-            raise _RowRejected(f"column {index + 1} has a value but no header")
-    joined = "".join(cells)
-    if "\x00" in joined:
-        index = next(i for i, cell in enumerate(cells) if "\x00" in cell)
-        raise _RowRejected(f"column {_column_name(layout, index)} contains a NUL character")
-    if _undecodable_byte(joined) is not None:
-        for index, cell in enumerate(cells):
-            byte = _undecodable_byte(cell)
-            if byte is not None:
-                raise _RowRejected(
-                    f"not valid {_encoding_label(encoding)}: byte 0x{byte:02x} in column "
-                    f"{_column_name(layout, index)}; re-run with --encoding "
-                    "(for example cp1252 or latin-1)"
-                )
-
-
-def _parse_row(
-    record: _Record, layout: CsvLayout, encoding: str, own_addresses: frozenset[str]
-) -> tuple[_ContactRow, tuple[str, ...]]:
-    """The row's contact data and its address warnings.
-
-    Raises ``_RowRejected``, ``InvalidAddress`` or ``ContactError``.
-    """
-    cells = record.cells
-    _check_cells(cells, layout, encoding)
-
-    def cell(index: int | None) -> str:
-        if index is None or index >= len(cells):
-            return ""
-        return unescape_formula(cells[index])
-
-    columns = layout.field_columns
-    raw_email = cell(columns["email"])
-    try:
-        check = check_address(raw_email, own_addresses)
-    except InvalidAddress as error:
-        shown = f" {_shorten(raw_email.strip())!r}" if raw_email.strip() else ""
-        raise _RowRejected(f"email{shown}: {error}") from None
-    raw_type = cell(columns.get("audience_type")).strip()
-    contact_row = _ContactRow(
-        position=record.position,
-        email=check.address,
-        key=check.key,
-        first_name=clean_name("first name", cell(columns.get("first_name"))),
-        last_name=clean_name("last name", cell(columns.get("last_name"))),
-        company=clean_name("company", cell(columns.get("company"))),
-        audience_type=clean_audience_type(raw_type) if raw_type else "",
-        custom_fields=_custom_fields(layout, cell),
-    )
-    return contact_row, check.warnings
-
-
-def _custom_fields(layout: CsvLayout, cell: Callable[[int], str]) -> dict[str, str]:
-    """Non-empty custom values, stored exactly as written."""
-    values: dict[str, str] = {}
-    for index, key in layout.custom_columns:
-        value = cell(index)
-        if not value.strip():
-            continue
-        if len(value) > CUSTOM_VALUE_MAX_LENGTH:
-            raise _RowRejected(
-                f"{_shorten(key)}: at most {CUSTOM_VALUE_MAX_LENGTH:,} characters "
-                f"(got {len(value):,})"
-            )
-        values[key] = value
-    return values
 
 
 # ---------------------------------------------------------------- the database
@@ -697,7 +282,7 @@ class _BatchWriter:
         self.default_type = default_type
         self.clock = clock
 
-    def apply(self, rows: Sequence[_ContactRow]) -> None:
+    def apply(self, rows: Sequence[ContactRow]) -> None:
         keys = list(dict.fromkeys(row.key for row in rows))
         met_before = self._met_before(keys)
         stored = self._stored(keys)
@@ -757,7 +342,7 @@ class _BatchWriter:
         }
 
     def _plan(
-        self, row: _ContactRow, created_before: bool | None, stored: tuple[int, _Values] | None
+        self, row: ContactRow, created_before: bool | None, stored: tuple[int, _Values] | None
     ) -> _Plan:
         """The plan for the first row of an address in this batch."""
         if stored is None:
@@ -793,7 +378,7 @@ class _BatchWriter:
             self.summary.unchanged += 1
         return _Plan(row.key, row.email, contact_id, values, new_values, self.update, True)
 
-    def _merge_duplicate(self, plan: _Plan, row: _ContactRow) -> None:
+    def _merge_duplicate(self, plan: _Plan, row: ContactRow) -> None:
         # The --type default is not a cell: it never overrides an earlier row's type.
         if plan.may_change:
             plan.values = plan.values.merged(row)
@@ -934,7 +519,8 @@ def import_contacts(
 ) -> ImportSummary:
     """Import contacts from the CSV bytes in ``source`` into list ``list_name``.
 
-    The rules are in this module's docstring. ``on_rejected`` and
+    The rules are in this module's docstring and, for the file and its rows,
+    in ``app.services.contact_csv``'s. ``on_rejected`` and
     ``on_warning`` are called as rows are read; ``on_progress`` with the bytes
     read so far after each committed batch. Commits after every batch.
 
@@ -947,13 +533,7 @@ def import_contacts(
         raise ContactError("list name: must not be empty")
     default_type = clean_audience_type(default_type) if default_type else ""
     codecs.lookup(encoding)
-    counter = _ByteCounter(source)
-    # surrogateescape: an undecodable byte costs its own row, not the file.
-    text = io.TextIOWrapper(
-        io.BufferedReader(counter), encoding=encoding, errors="surrogateescape", newline=""
-    )
-    lines = _PhysicalLines(text)
-    layout, reader, header_row = _read_header(lines, encoding)
+    csv_file = ContactCsvFile(source, encoding)
     record = _start_import(
         session,
         clock,
@@ -963,17 +543,15 @@ def import_contacts(
         default_type=default_type,
     )
     summary = ImportSummary(
-        list_name=list_name, import_id=record.id, ignored_columns=layout.ignored_columns
+        list_name=list_name, import_id=record.id, ignored_columns=csv_file.layout.ignored_columns
     )
     writer = _BatchWriter(
         session, record, summary, update=update, default_type=default_type, clock=clock
     )
     try:
         for batch in _valid_row_batches(
-            _records(reader, lines, header_row),
-            layout,
+            csv_file,
             summary,
-            encoding=encoding,
             own_addresses=own_addresses,
             batch_size=batch_size,
             on_rejected=on_rejected,
@@ -981,14 +559,14 @@ def import_contacts(
         ):
             writer.apply(batch)
             if on_progress is not None:
-                on_progress(counter.bytes_read)
+                on_progress(csv_file.bytes_read)
         writer.finish()
     except BaseException:
         session.rollback()
         _forget_addresses(session, summary.import_id)
         raise
     if on_progress is not None:
-        on_progress(counter.bytes_read)
+        on_progress(csv_file.bytes_read)
     return summary
 
 
@@ -1016,28 +594,25 @@ def _start_import(
 
 
 def _valid_row_batches(
-    records: Iterable[_Record],
-    layout: CsvLayout,
+    csv_file: ContactCsvFile,
     summary: ImportSummary,
     *,
-    encoding: str,
     own_addresses: frozenset[str],
     batch_size: int,
     on_rejected: Callable[[RejectedRow], None],
     on_warning: Callable[[RowWarning], None] | None,
-) -> Iterator[list[_ContactRow]]:
+) -> Iterator[list[ContactRow]]:
     """Batches of valid rows; rejected rows and warnings are reported as met."""
-    batch: list[_ContactRow] = []
-    for record in records:
-        if not record.problem and not any(cell.strip() for cell in record.cells):
+    layout = csv_file.layout
+    batch: list[ContactRow] = []
+    for record in csv_file.records():
+        if record.is_blank:
             summary.blank_rows += 1
             continue
         summary.rows += 1
         try:
-            if record.problem:
-                raise _RowRejected(record.problem)
-            row, warnings = _parse_row(record, layout, encoding, own_addresses)
-        except (_RowRejected, InvalidAddress, ContactError) as error:
+            row, warnings = csv_file.parse(record, own_addresses)
+        except (RowRejected, InvalidAddress, ContactError) as error:
             summary.rejected += 1
             on_rejected(RejectedRow(record.position, str(error), tuple(record.cells), layout))
             continue
@@ -1062,34 +637,3 @@ def _forget_addresses(session: Session, import_id: int) -> None:
         session.commit()
     except Exception:  # the original error is the one to raise
         session.rollback()
-
-
-# ---------------------------------------------------------------- rejected rows file
-
-
-class RejectedRowsWriter:
-    """Writes rejected rows as CSV: ``sluice_row`` and ``sluice_reason``, then
-    the row's cells as read, under the input's header and delimiter.
-
-    The importer skips the two ``sluice_*`` columns, so a corrected file can be
-    imported again as it is. Cells go through the CSV-injection escape.
-    """
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self._writer: Any = None
-        self.count = 0
-
-    def write(self, rejected: RejectedRow) -> None:
-        layout = rejected.layout
-        if self._writer is None:
-            self._writer = csv.writer(self._out, delimiter=layout.delimiter)
-            names = [layout.header[index] for index in layout.passthrough_columns]
-            self._writer.writerow(safe_csv_row([*REJECTED_FILE_COLUMNS, *names]))
-        cells = rejected.cells
-        kept = [cells[index] if index < len(cells) else "" for index in layout.passthrough_columns]
-        extra = cells[len(layout.header) :]
-        self._writer.writerow(
-            safe_csv_row([str(rejected.position.row), rejected.reason, *kept, *extra])
-        )
-        self.count += 1

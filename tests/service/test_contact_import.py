@@ -20,13 +20,8 @@ from app.clock import FixedClock
 from app.models import Contact, TargetList, TargetListMember
 from app.models.imports import ContactImport, ContactImportAddress
 from app.services.addresses import own_sending_addresses
-from app.services.contact_import import (
-    ImportFileError,
-    ImportSummary,
-    RejectedRow,
-    RowWarning,
-    import_contacts,
-)
+from app.services.contact_csv import MAX_LINE_CHARS, ImportFileError, RejectedRow, RowWarning
+from app.services.contact_import import ImportSummary, import_contacts
 from app.services.contacts import ContactError, ContactInput, save_contact
 
 BOM = b"\xef\xbb\xbf"
@@ -607,8 +602,6 @@ def test_a_10_mb_cell_rejects_its_row_and_the_next_rows_import(
 def test_a_line_longer_than_the_limit_is_rejected_without_reading_it_whole(
     session: Session, clock: FixedClock
 ) -> None:
-    from app.services.contact_import import MAX_LINE_CHARS
-
     data = b"email\nann@example.com\n" + b"y" * (MAX_LINE_CHARS + 10) + b"\nbob@example.com\n"
 
     outcome = run_import(session, clock, data)

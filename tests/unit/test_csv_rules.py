@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.services.contact_csv import RowPosition, detect_delimiter
 from app.services.contact_export import escape_formula, unescape_formula
-from app.services.contact_import import RowPosition, detect_delimiter
 
 
 @pytest.mark.parametrize(
