@@ -43,24 +43,17 @@ from typing import Any, BinaryIO, Final
 from sqlalchemy import (
     JSON,
     Boolean,
-    ColumnElement,
     Integer,
     Subquery,
     Text,
-    bindparam,
-    cast,
     delete,
-    func,
     insert,
     literal,
     select,
     true,
-    type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from app.clock import Clock
@@ -68,6 +61,7 @@ from app.models import Contact, TargetList, TargetListMember
 from app.models.base import UTCDateTime
 from app.models.imports import ContactImport, ContactImportAddress
 from app.services.addresses import InvalidAddress
+from app.services.bulk_sql import insert_ignoring_conflicts, rows_as_table
 from app.services.contact_csv import (
     ContactCsvFile,
     ContactRow,
@@ -135,70 +129,6 @@ class _Plan:
 # ---------------------------------------------------------------- the database
 
 
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _insert_ignoring_conflicts(session: Session, entity: type[Any]) -> Insert:
-    """INSERT … ON CONFLICT DO NOTHING, in the session's SQL dialect."""
-    dialect = _dialect(session)
-    if dialect == "postgresql":
-        return postgresql.insert(entity).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(entity).on_conflict_do_nothing()
-    raise NotImplementedError(f"contact import does not support {dialect}")  # pragma: no cover
-
-
-def _rows_parameter(
-    session: Session,
-    name: str,
-    columns: dict[str, TypeEngine[Any]],
-    rows: Sequence[Sequence[Any]],
-) -> tuple[Subquery, dict[str, Any]]:
-    """A batch of rows as a table in SQL, sent as bound parameters.
-
-    PostgreSQL gets one array per column (``unnest``), SQLite one JSON array
-    of rows (``json_each``); a JSON column's values are JSON text. The SQL is
-    the same whatever the batch holds. With one placeholder per value
-    (a VALUES or IN list) every batch made a new large statement: psycopg
-    spent most of a PostgreSQL import parsing them, and SQLite's statement
-    cache (128 statements) made memory grow with the file.
-    """
-    params: dict[str, Any]
-    values: list[ColumnElement[Any]]
-    if _dialect(session) == "postgresql":
-        params = {f"{name}_{column}": [row[i] for row in rows] for i, column in enumerate(columns)}
-        arrays = (
-            func.unnest(
-                *(
-                    bindparam(f"{name}_{column}", type_=postgresql.ARRAY(_array_type(type_)))
-                    for column, type_ in columns.items()
-                )
-            )
-            .table_valued(*columns)
-            .render_derived()
-        )
-        values = [
-            cast(arrays.c[column], type_) if isinstance(type_, JSON) else arrays.c[column]
-            for column, type_ in columns.items()
-        ]
-    else:
-        params = {name: json.dumps(rows)}
-        entries = func.json_each(bindparam(name, type_=Text)).table_valued("value")
-        values = [
-            type_coerce(func.json_extract(entries.c.value, f"$[{index}]"), type_)
-            for index, type_ in enumerate(columns.values())
-        ]
-    labelled = (value.label(column) for value, column in zip(values, columns, strict=True))
-    return select(*labelled).subquery(name), params
-
-
-def _array_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
-    # PostgreSQL has no json[] input worth using: JSON travels as text and is
-    # cast back per row.
-    return Text() if isinstance(type_, JSON) else type_
-
-
 _NEW_CONTACT_COLUMNS: Final[dict[str, TypeEngine[Any]]] = {
     "email": Text(),
     "email_lower": Text(),
@@ -227,7 +157,7 @@ def _insert_new_contacts(session: Session, plans: list[_Plan], now: datetime) ->
     """Insert the planned contacts, skipping addresses that exist by now;
     returns address key -> id of the contacts this call inserted. Column
     defaults apply (``from_select`` includes them)."""
-    source, params = _rows_parameter(
+    source, params = rows_as_table(
         session, "new_contacts", _NEW_CONTACT_COLUMNS, [_new_contact_row(plan) for plan in plans]
     )
     rows = select(
@@ -236,7 +166,7 @@ def _insert_new_contacts(session: Session, plans: list[_Plan], now: datetime) ->
         literal(now, UTCDateTime()),
     ).where(true())  # SQLite: INSERT … SELECT needs a WHERE before ON CONFLICT
     statement = (
-        _insert_ignoring_conflicts(session, Contact)
+        insert_ignoring_conflicts(session, Contact)
         .from_select([*_NEW_CONTACT_COLUMNS, "created_at", "updated_at"], rows)
         .returning(Contact.email_lower, Contact.id)
     )
@@ -318,9 +248,7 @@ class _BatchWriter:
         return {key: created for key, created in rows}
 
     def _keys_parameter(self, keys: list[str]) -> tuple[Subquery, dict[str, Any]]:
-        return _rows_parameter(
-            self.session, "batch_keys", {"key": Text()}, [(key,) for key in keys]
-        )
+        return rows_as_table(self.session, "batch_keys", {"key": Text()}, [(key,) for key in keys])
 
     def _stored(self, keys: list[str]) -> dict[str, tuple[int, _Values]]:
         batch_keys, params = self._keys_parameter(keys)
@@ -448,7 +376,7 @@ class _BatchWriter:
         first = [plan for plan in plans if plan.first_meeting or plan.stale_meeting]
         if not first:
             return
-        met, params = _rows_parameter(
+        met, params = rows_as_table(
             self.session,
             "met_addresses",
             {"email_lower": Text(), "contact_id": Integer(), "created": Boolean()},
@@ -464,7 +392,7 @@ class _BatchWriter:
         self.session.connection().execute(statement, params)
 
     def _add_to_list(self, plans: list[_Plan], now: datetime) -> None:
-        members, params = _rows_parameter(
+        members, params = rows_as_table(
             self.session,
             "members",
             {"contact_id": Integer()},
@@ -473,7 +401,7 @@ class _BatchWriter:
         rows = select(
             literal(self.target_list_id), members.c.contact_id, literal(now, UTCDateTime())
         )
-        statement = _insert_ignoring_conflicts(self.session, TargetListMember).from_select(
+        statement = insert_ignoring_conflicts(self.session, TargetListMember).from_select(
             ["target_list_id", "contact_id", "added_at"],
             rows.where(true()),  # SQLite: INSERT … SELECT needs a WHERE before ON CONFLICT
         )

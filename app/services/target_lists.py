@@ -25,7 +25,6 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, select, true
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
@@ -33,6 +32,7 @@ from app.clock import Clock
 from app.models import Contact, SavedFilter, TargetList, TargetListMember
 from app.models.base import UTCDateTime
 from app.models.contacts import AUDIENCE_TYPE_MAX_LENGTH
+from app.services.bulk_sql import insert_ignoring_conflicts
 
 NAME_MAX_LENGTH = 200
 CUSTOM_FIELD_KEY_MAX_LENGTH = 100
@@ -108,17 +108,6 @@ def _id_selects(contact_ids: ContactIds) -> Iterator[Select[int] | list[int]]:
         yield from _chunks(contact_ids)
 
 
-def _insert_ignoring_duplicates(
-    session: Session,
-) -> type[postgresql.Insert] | type[sqlite.Insert]:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.Insert
-    if dialect == "sqlite":
-        return sqlite.Insert
-    raise NotImplementedError(f"target lists support PostgreSQL and SQLite, not {dialect}")
-
-
 def add_members(
     session: Session, target_list: TargetList, contact_ids: ContactIds, clock: Clock
 ) -> int:
@@ -128,7 +117,6 @@ def add_members(
     database) or a collection of ids. Ids of no contact are ignored.
     """
     now = clock.now()
-    insert_class = _insert_ignoring_duplicates(session)
     added = 0
     for ids in _id_selects(contact_ids):
         # Selecting from contacts drops unknown ids and duplicates in ``ids``;
@@ -138,9 +126,8 @@ def add_members(
             Contact.id.in_(ids)
         )
         statement = (
-            insert_class(TargetListMember)
+            insert_ignoring_conflicts(session, TargetListMember)
             .from_select(["target_list_id", "contact_id", "added_at"], rows)
-            .on_conflict_do_nothing()
             # rowcount of an INSERT is only kept on request (psycopg resets it).
             .execution_options(preserve_rowcount=True)
         )
