@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -29,6 +30,8 @@ from sqlalchemy.orm import Session
 from app import MIGRATIONS_DIR, create_app
 from app.clock import FixedClock
 from app.extensions import db
+from app.models import Contact
+from app.services.contacts import ContactInput, save_contact
 from config import load_settings
 
 REQUIRE_SERVICES = os.environ.get("SLUICE_REQUIRE_SERVICES") == "1"
@@ -157,13 +160,25 @@ def empty_database_url(
         run_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = make_test_app(database_url, tmp_path / "instance")
+def app_in_context(database_url: str, instance_path: Path) -> Iterator[Flask]:
+    """Yield a test app inside its application context, then remove its
+    session and close its engine's connections: the app fixtures' body."""
+    app = make_test_app(database_url, instance_path)
     with app.app_context():
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    yield from app_in_context(database_url, tmp_path / "instance")
+
+
+@pytest.fixture
+def empty_app(empty_database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """An app on a database without any tables (``empty_database_url``)."""
+    yield from app_in_context(empty_database_url, tmp_path / "instance")
 
 
 @pytest.fixture
@@ -174,3 +189,8 @@ def session(app: Flask) -> Session:
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+
+def add_contact(session: Session, clock: FixedClock, email: str, **values: Any) -> Contact:
+    """A contact saved through the service (flushed, not committed)."""
+    return save_contact(session, ContactInput(email=email, **values), clock).contact

@@ -20,15 +20,10 @@ from app.extensions import db
 from app.models import Contact, TargetList, TargetListMember
 from app.services.contact_export import EXPORT_COLUMNS, export_contacts
 from app.services.contact_import import import_contacts
-from app.services.contacts import ContactInput, save_contact, set_opt_out
+from app.services.contacts import set_opt_out
+from tests.conftest import add_contact
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def add_contact(session: Session, clock: FixedClock, email: str, **values: Any) -> Contact:
-    contact = save_contact(session, ContactInput(email=email, **values), clock).contact
-    session.flush()
-    return contact
 
 
 def add_to_list(session: Session, clock: FixedClock, name: str, *contacts: Contact) -> None:

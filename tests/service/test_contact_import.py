@@ -23,6 +23,7 @@ from app.services.addresses import own_sending_addresses
 from app.services.contact_csv import MAX_LINE_CHARS, ImportFileError, RejectedRow, RowWarning
 from app.services.contact_import import ImportSummary, import_contacts
 from app.services.contacts import ContactError, ContactInput, save_contact
+from tests.conftest import add_contact
 
 BOM = b"\xef\xbb\xbf"
 
@@ -95,7 +96,7 @@ def counts(summary: ImportSummary) -> dict[str, int]:
 
 
 def existing(session: Session, clock: FixedClock, email: str, **values: Any) -> Contact:
-    contact = save_contact(session, ContactInput(email=email, **values), clock).contact
+    contact = add_contact(session, clock, email, **values)
     session.commit()
     return contact
 

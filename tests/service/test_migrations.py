@@ -3,12 +3,9 @@ upgrades a database in place without losing data, and downgrade works."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -22,7 +19,6 @@ from app import MIGRATIONS_DIR
 from app.cli import build_cli
 from app.extensions import db
 from app.models import Contact, Role, TargetListMember, User
-from tests.conftest import make_test_app
 
 FIRST_REVISION = "0001"
 WHEN = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -82,15 +78,6 @@ def contact_row(contact_id: int, email: str, **extra: Any) -> dict[str, Any]:
         "opt_out_source": "",
     }
     return row | extra
-
-
-@pytest.fixture
-def empty_app(empty_database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = make_test_app(empty_database_url, tmp_path / "instance")
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def schema_differences() -> list[Any]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.cli.lists import audience_command, lists_group
 from app.clock import FixedClock
 from app.models import Contact, EmailStatus, SavedFilter, TargetList, TargetListMember
-from app.services.contacts import ContactInput, save_contact, set_opt_out
+from app.services.contacts import set_opt_out
 from app.services.target_lists import (
     ID_CHUNK_SIZE,
     ContactFilter,
@@ -28,10 +28,7 @@ from app.services.target_lists import (
     remove_members,
     save_filter,
 )
-
-
-def new_contact(session: Session, clock: FixedClock, email: str, **fields: Any) -> Contact:
-    return save_contact(session, ContactInput(email=email, **fields), clock).contact
+from tests.conftest import add_contact
 
 
 def members_of(session: Session, target_list: TargetList) -> set[str]:
@@ -83,8 +80,8 @@ def test_missing_list_is_named(session: Session) -> None:
 
 
 def test_add_members_counts_only_new_members(session: Session, clock: FixedClock) -> None:
-    ann = new_contact(session, clock, "ann@example.com")
-    bob = new_contact(session, clock, "bob@example.com")
+    ann = add_contact(session, clock, "ann@example.com")
+    bob = add_contact(session, clock, "bob@example.com")
     customers = create_target_list(session, "Customers", "", clock)
 
     assert add_members(session, customers, [ann.id], clock) == 1
@@ -103,7 +100,7 @@ def test_add_members_counts_only_new_members(session: Session, clock: FixedClock
 
 def test_add_members_from_a_select(session: Session, clock: FixedClock) -> None:
     for address in ("ann@acme.example", "bob@acme.example", "cy@other.example"):
-        new_contact(session, clock, address)
+        add_contact(session, clock, address)
     acme = create_target_list(session, "Acme people", "", clock)
     at_acme = select(Contact.id).where(Contact.email_lower.like("%@acme.example"))
 
@@ -113,7 +110,7 @@ def test_add_members_from_a_select(session: Session, clock: FixedClock) -> None:
 
 
 def test_membership_is_per_list(session: Session, clock: FixedClock) -> None:
-    ann = new_contact(session, clock, "ann@example.com")
+    ann = add_contact(session, clock, "ann@example.com")
     first = create_target_list(session, "First", "", clock)
     second = create_target_list(session, "Second", "", clock)
     assert add_members(session, first, [ann.id], clock) == 1
@@ -124,8 +121,8 @@ def test_membership_is_per_list(session: Session, clock: FixedClock) -> None:
 
 
 def test_remove_members_counts_only_members(session: Session, clock: FixedClock) -> None:
-    ann = new_contact(session, clock, "ann@example.com")
-    bob = new_contact(session, clock, "bob@example.com")
+    ann = add_contact(session, clock, "ann@example.com")
+    bob = add_contact(session, clock, "bob@example.com")
     customers = create_target_list(session, "Customers", "", clock)
     add_members(session, customers, [ann.id, bob.id], clock)
     clock.advance(timedelta(minutes=5))
@@ -157,8 +154,8 @@ def test_more_ids_than_one_chunk(session: Session, clock: FixedClock) -> None:
 
 
 def test_list_summaries(session: Session, clock: FixedClock) -> None:
-    ann = new_contact(session, clock, "ann@example.com")
-    bob = new_contact(session, clock, "bob@example.com")
+    ann = add_contact(session, clock, "ann@example.com")
+    bob = add_contact(session, clock, "bob@example.com")
     vip = create_target_list(session, "VIP", "the few", clock)
     create_target_list(session, "Empty", "", clock)
     everyone = create_target_list(session, "Everyone", "all of them", clock)
@@ -188,7 +185,7 @@ def people(session: Session, clock: FixedClock) -> dict[str, Contact]:
     }
     contacts = {}
     for name, fields in specs.items():
-        contacts[name] = new_contact(session, clock, f"{name}@example.com", **fields)
+        contacts[name] = add_contact(session, clock, f"{name}@example.com", **fields)
         clock.advance(timedelta(hours=1))
     set_opt_out(session, "bob@example.com", True, "test", clock)
     set_opt_out(session, "di@example.com", True, "test", clock)
@@ -297,14 +294,14 @@ def test_saved_filter(session: Session, clock: FixedClock) -> None:
 
 
 def test_populate_applies_the_filter_once(session: Session, clock: FixedClock) -> None:
-    new_contact(session, clock, "ann@example.com", audience_type="lead")
-    new_contact(session, clock, "bob@example.com", audience_type="contact")
+    add_contact(session, clock, "ann@example.com", audience_type="lead")
+    add_contact(session, clock, "bob@example.com", audience_type="contact")
     leads = create_target_list(session, "Leads", "", clock)
     lead_filter = ContactFilter(audience_types=("lead",))
 
     assert populate_from_filter(session, leads, lead_filter, clock) == 1
     # A lead created later is not added by itself (EspoCRM's populate-from-report)…
-    new_contact(session, clock, "cy@example.com", audience_type="lead")
+    add_contact(session, clock, "cy@example.com", audience_type="lead")
     assert members_of(session, leads) == {"ann@example.com"}
     # …only by populating again, which adds just the new one.
     assert populate_from_filter(session, leads, lead_filter, clock) == 1
@@ -315,8 +312,8 @@ def test_populate_applies_the_filter_once(session: Session, clock: FixedClock) -
 
 
 def test_cli_lists_create_add_remove_list(app: Flask, session: Session, clock: FixedClock) -> None:
-    new_contact(session, clock, "ann@example.com")
-    new_contact(session, clock, "bob@example.com")
+    add_contact(session, clock, "ann@example.com")
+    add_contact(session, clock, "bob@example.com")
     session.commit()
     runner = app.test_cli_runner()
 
@@ -353,9 +350,9 @@ def test_cli_lists_create_add_remove_list(app: Flask, session: Session, clock: F
 
 
 def test_cli_populate_and_audience(app: Flask, session: Session, clock: FixedClock) -> None:
-    new_contact(session, clock, "ann@example.com", audience_type="lead", company="Acme")
-    new_contact(session, clock, "bob@example.com", audience_type="lead", company="Other")
-    cy = new_contact(session, clock, "cy@example.com", audience_type="lead", company="acme")
+    add_contact(session, clock, "ann@example.com", audience_type="lead", company="Acme")
+    add_contact(session, clock, "bob@example.com", audience_type="lead", company="Other")
+    cy = add_contact(session, clock, "cy@example.com", audience_type="lead", company="acme")
     cy.email_status = EmailStatus.INVALID
     create_target_list(session, "Acme leads", "", clock)
     create_target_list(session, "Blocked", "", clock)
