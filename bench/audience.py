@@ -29,18 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import secrets
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from flask_migrate import upgrade
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -49,7 +41,6 @@ from sqlalchemy import (
     String,
     case,
     cast,
-    create_engine,
     func,
     insert,
     literal,
@@ -57,61 +48,16 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app import MIGRATIONS_DIR, create_app
 from app.clock import FixedClock
-from app.extensions import db
 from app.models import Contact
 from app.models.base import UTCDateTime
 from app.services.audience import AudienceSummary, resolve_audience
 from app.services.target_lists import add_members, create_target_list
-from config import load_settings
+from bench_support import bench_database, log, migrated_session, peak_rss_mb
 
-DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh database on the admin URL's server, dropped afterwards."""
-    name = f"sluice_bench_{secrets.token_hex(6)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    # Identifiers cannot be bound parameters; the name is ours (hex) and quoted.
-    quoted = admin.dialect.identifier_preparer.quote(name)
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {quoted}"))
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-    finally:
-        admin.dispose()
-
-
-@contextmanager
-def bench_database(database: str | None) -> Iterator[str]:
-    if database == "postgresql":
-        database = DEFAULT_POSTGRES_ADMIN_URL
-    if database and make_url(database).get_backend_name() == "postgresql":
-        with postgres_database(database) as url:
-            yield url
-        return
-    if database:
-        path = make_url(database).database
-        if not path or Path(path).exists():
-            raise SystemExit(f"give a SQLite file that does not exist yet, not {database!r}")
-        yield database
-        return
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as folder:
-        yield f"sqlite:///{Path(folder) / 'bench.db'}"
 
 
 def number_series(session: Session, count: int) -> FromClause:
@@ -173,31 +119,14 @@ def generate(session: Session, count: int) -> tuple[list[int], list[int]]:
     return targets, excluding
 
 
-def peak_rss_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run(database_url: str, count: int) -> tuple[AudienceSummary, float, str]:
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-instance-") as instance:
-        settings = load_settings(
-            environ={},
-            database_url=database_url,
-            instance_path=instance,
-            secret_key="bench-secret-key-not-for-production",
-        )
-        app = create_app(settings)
-        with app.app_context():
-            upgrade(directory=str(MIGRATIONS_DIR))
-            session = db.session()
-            dialect = session.get_bind().dialect.name
-            targets, excluding = generate(session, count)
-            started = time.perf_counter()
-            summary = resolve_audience(session, targets, excluding)
-            seconds = time.perf_counter() - started
-            session.rollback()
-            db.session.remove()
-            db.engine.dispose()
+    with migrated_session(database_url) as session:
+        dialect = session.get_bind().dialect.name
+        targets, excluding = generate(session, count)
+        started = time.perf_counter()
+        summary = resolve_audience(session, targets, excluding)
+        seconds = time.perf_counter() - started
+        session.rollback()
     return summary, seconds, dialect
 
 
@@ -213,7 +142,7 @@ def main() -> None:
         "contacts": args.contacts,
         "recipients": summary.recipient,
         "seconds": round(seconds, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": peak_rss_mb(),
         "database": dialect,
     }
     print(json.dumps(result))

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/import_contacts.py [--rows 100000] [--database URL]
 
-Without ``--database`` a fresh SQLite file in a temporary folder is used; a
-PostgreSQL URL must name an empty database (it is migrated here). The CSV is
+``--database`` as in ``bench_support``: a fresh SQLite file by default, or a
+fresh database created on the given PostgreSQL server and dropped after. The CSV is
 written to a temporary file in a stream first, so generating it costs no
 memory; only the import is timed. Targets: 100,000 rows in at most 30 s,
 peak RSS at most 150 MB.
@@ -23,26 +23,19 @@ import argparse
 import csv
 import json
 import random
-import resource
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask_migrate import upgrade
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from app import MIGRATIONS_DIR, create_app
 from app.clock import SystemClock
-from app.extensions import db
 from app.services.addresses import own_sending_addresses
 from app.services.contact_csv import RejectedRow, RejectedRowsWriter
 from app.services.contact_import import ImportSummary, import_contacts
-from config import load_settings
+from bench_support import bench_database, log, migrated_session, peak_rss_mb
 
 PROVIDERS = ("gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "gmx.de", "web.de", "aol.com")
 TYPOS = ("gmial.com", "hotmal.com", "yaho.com", "outlok.com")
@@ -98,12 +91,6 @@ def write_csv(path: Path, count: int, seed: int) -> None:
             writer.writerow(row)
 
 
-def peak_rss_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
 def run_import(session: Session, source: Path, rejected_path: Path) -> ImportSummary:
     with source.open("rb") as data, rejected_path.open("w", encoding="utf-8", newline="") as out:
         rejected_writer = RejectedRowsWriter(out)
@@ -127,35 +114,25 @@ def run_import(session: Session, source: Path, rejected_path: Path) -> ImportSum
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--database", help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--database", help="SQLite or PostgreSQL (admin) URL, or 'postgresql'")
     parser.add_argument("--seed", type=int, default=1)
     arguments = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="sluice-bench-") as folder,
+        bench_database(arguments.database) as database_url,
+    ):
         workdir = Path(folder)
-        database_url = arguments.database or f"sqlite:///{workdir / 'bench.db'}"
-        settings = load_settings(
-            environ={},
-            database_url=database_url,
-            instance_path=str(workdir / "instance"),
-            secret_key="benchmark-secret-key",
-        )
         source = workdir / "contacts.csv"
         write_csv(source, arguments.rows, arguments.seed)
-        app = create_app(settings)
-        with app.app_context():
-            upgrade(directory=str(MIGRATIONS_DIR))
-            session = db.session()
+        with migrated_session(database_url) as session:
             started = time.perf_counter()
             summary = run_import(session, source, workdir / "contacts.rejected.csv")
             seconds = time.perf_counter() - started
-            db.session.remove()
-            db.engine.dispose()
-        print(
+        log(
             f"{source.stat().st_size / 1e6:.1f} MB file: {summary.rows} rows, "
             f"{summary.created} created, {summary.merged} merged, {summary.rejected} rejected, "
-            f"{summary.warnings} warnings",
-            file=sys.stderr,
+            f"{summary.warnings} warnings"
         )
     result = {
         "rows": arguments.rows,
