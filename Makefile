@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests need; installed by `make test` only when missing.
-DEBIAN_PACKAGES :=
+DEBIAN_PACKAGES := spamassassin
 
 .PHONY: run test lint typecheck unit install install-dev system-packages
 

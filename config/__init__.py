@@ -91,6 +91,19 @@ def _parse_address(value: object) -> str:
     return text
 
 
+# RFC 6376 §3.1 selector and §3.5 d= domain: dot-separated DNS labels.
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+DKIM_SETTINGS = ("dkim_selector", "dkim_domain", "dkim_key_file")
+
+
+def _parse_dns_name(value: object) -> str:
+    text = _parse_str(value).strip()
+    if text and not _DNS_NAME.fullmatch(text):
+        raise ValueError("expected a DNS name such as mail2026 or example.com")
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed boot-time settings. Field metadata holds the parser for each key."""
@@ -112,6 +125,21 @@ class Settings:
     default_tick_interval_seconds: int = field(default=60, metadata={"parse": _parse_positive_int})
     default_company_name: str = field(default="", metadata={"parse": _parse_str})
     default_postal_address: str = field(default="", metadata={"parse": _parse_str})
+    # DKIM signing (RFC 6376): all three or none.
+    dkim_selector: str = field(default="", metadata={"parse": _parse_dns_name})
+    dkim_domain: str = field(default="", metadata={"parse": _parse_dns_name})
+    dkim_key_file: str = field(default="", metadata={"parse": _parse_str})
+
+    def __post_init__(self) -> None:
+        """DKIM needs a selector, a domain and a key together: a partial set
+        stops start-up naming what is missing."""
+        given = [key for key in DKIM_SETTINGS if getattr(self, key)]
+        missing = [key for key in DKIM_SETTINGS if not getattr(self, key)]
+        if given and missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set: DKIM signing needs "
+                f"{', '.join(DKIM_SETTINGS)} together (set {', '.join(given)})"
+            )
 
     def database_url_or_default(self) -> str:
         """The configured URL, or a SQLite file under the instance folder."""
