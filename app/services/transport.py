@@ -1,0 +1,217 @@
+"""The SMTP relay behind a narrow interface.
+
+``Transport.send(message, envelope_from, recipient) -> SendResult`` is all a
+caller sees. The reply is classified once, here, into what the caller must do
+with the message (RFC 5321 §4.2.1 reply classes):
+
+- 2xx → ``accepted`` (the reply is kept: it holds the relay's queue id);
+- 4xx, a dropped connection or a timeout → ``temporary`` (retry later);
+- 5xx to RCPT → ``rejected_recipient`` (a hard bounce at send time);
+- other 5xx (MAIL FROM, DATA) → ``rejected`` (the message failed; reply kept);
+- an authentication failure → ``auth_failed`` (stop sending, tell a person).
+
+One connection is opened lazily and reused for every message until ``close()``
+or until the server drops it; it is never shared between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import smtplib
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class SendOutcome(enum.StrEnum):
+    ACCEPTED = "accepted"
+    TEMPORARY = "temporary"
+    REJECTED_RECIPIENT = "rejected_recipient"
+    REJECTED = "rejected"
+    AUTH_FAILED = "auth_failed"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: SendOutcome
+    code: int | None  # SMTP reply code; None when no reply came (connection lost)
+    reply: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is SendOutcome.ACCEPTED
+
+
+class Transport(Protocol):
+    def send(self, message: bytes, envelope_from: str, recipient: str) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+
+class Security(enum.StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"  # implicit TLS (smtps://, usually port 465)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: Security = Security.NONE
+    username: str = ""
+    password: str = ""
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+
+
+def parse_smtp_url(url: str) -> SmtpSettings:
+    """``smtp://user:pass@host:587?starttls=1``, ``smtps://host`` (implicit TLS)
+    or ``smtp://host:25``; ``timeout=SECONDS`` is optional. Raises
+    ``ValueError`` with a message that never repeats the password."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"smtp", "smtps"}:
+        raise ValueError("SMTP URL must start with smtp:// or smtps://")
+    if not parts.hostname:
+        raise ValueError("SMTP URL has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("SMTP URL has an invalid port") from None
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls", "timeout"}
+    if unknown:
+        raise ValueError(f"SMTP URL has unknown options: {', '.join(sorted(unknown))}")
+    starttls = query.get("starttls", "0").lower() in {"1", "true", "yes", "on"}
+    if parts.scheme == "smtps" and starttls:
+        raise ValueError("SMTP URL: smtps:// is already TLS; drop starttls")
+    security = (
+        Security.TLS
+        if parts.scheme == "smtps"
+        else (Security.STARTTLS if starttls else Security.NONE)
+    )
+    try:
+        timeout = float(query.get("timeout", DEFAULT_TIMEOUT_SECONDS))
+    except ValueError:
+        raise ValueError("SMTP URL: timeout must be a number of seconds") from None
+    if not 0 < timeout <= 600:
+        raise ValueError("SMTP URL: timeout must be between 0 and 600 seconds")
+    return SmtpSettings(
+        host=parts.hostname,
+        port=port or (465 if security is Security.TLS else 25),
+        security=security,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        timeout=timeout,
+    )
+
+
+def _reply_text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())[:1000]
+
+
+def _classify(code: int, reply: bytes | str, at_recipient: bool) -> SendResult:
+    text = _reply_text(reply)
+    if 200 <= code < 300:
+        return SendResult(SendOutcome.ACCEPTED, code, text)
+    if 400 <= code < 500:
+        return SendResult(SendOutcome.TEMPORARY, code, text)
+    outcome = SendOutcome.REJECTED_RECIPIENT if at_recipient else SendOutcome.REJECTED
+    return SendResult(outcome, code, text)
+
+
+class SmtpTransport:
+    """A ``Transport`` over one reusable smtplib connection."""
+
+    def __init__(self, settings: SmtpSettings, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        settings = self.settings
+        connection: smtplib.SMTP
+        if settings.security is Security.TLS:
+            connection = smtplib.SMTP_SSL(
+                settings.host, settings.port, timeout=settings.timeout, context=self.ssl_context
+            )
+        else:
+            connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        try:
+            connection.ehlo()
+            if settings.security is Security.STARTTLS:
+                connection.starttls(context=self.ssl_context)
+                connection.ehlo()
+            if settings.username:
+                connection.login(settings.username, settings.password)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def send(self, message: bytes, envelope_from: str, recipient: str) -> SendResult:
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            result = self._transaction(self._connection, message, envelope_from, recipient)
+        except smtplib.SMTPAuthenticationError as error:
+            self._drop()
+            return SendResult(
+                SendOutcome.AUTH_FAILED, error.smtp_code, _reply_text(error.smtp_error)
+            )
+        except smtplib.SMTPResponseException as error:
+            # A reply that ends the session (e.g. 421 on connect or to DATA).
+            self._drop()
+            return _classify(error.smtp_code, error.smtp_error, at_recipient=False)
+        except (smtplib.SMTPException, OSError) as error:
+            # Dropped connection, timeout, refused connection, TLS failure:
+            # nothing was accepted, so the message may be tried again.
+            self._drop()
+            return SendResult(SendOutcome.TEMPORARY, None, _reply_text(str(error) or repr(error)))
+        if result.code == 421:
+            self._drop()  # RFC 5321 §3.8: the server is closing the channel
+        elif not result.accepted:
+            self._reset()
+        return result
+
+    @staticmethod
+    def _transaction(
+        connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
+    ) -> SendResult:
+        """MAIL, RCPT, DATA by hand: ``sendmail()`` drops the final reply,
+        which carries the relay's queue id, and merges the RCPT reply into an
+        exception we would have to unpick."""
+        code, reply = connection.mail(envelope_from)
+        if code != 250:
+            return _classify(code, reply, at_recipient=False)
+        code, reply = connection.rcpt(recipient)
+        if code not in (250, 251):
+            return _classify(code, reply, at_recipient=True)
+        code, reply = connection.data(message)
+        return _classify(code, reply, at_recipient=False)
+
+    def _reset(self) -> None:
+        """After a refused transaction the session goes on with RSET."""
+        if self._connection is None:
+            return
+        try:
+            self._connection.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        if self._connection is None:
+            return
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            self._connection.quit()
+        self._drop()

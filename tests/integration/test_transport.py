@@ -1,0 +1,190 @@
+"""SmtpTransport against a real SMTP server (aiosmtpd) with injected faults."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.services.transport import (
+    Security,
+    SendOutcome,
+    SmtpSettings,
+    SmtpTransport,
+    parse_smtp_url,
+)
+from tests.smtp_server import RunningServer, free_port, smtp_server
+
+MESSAGE = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+
+@pytest.fixture
+def server() -> Iterator[RunningServer]:
+    with smtp_server() as running:
+        yield running
+
+
+def transport_for(server: RunningServer, **overrides: object) -> SmtpTransport:
+    settings = SmtpSettings(host=server.host, port=server.port, timeout=5)
+    for key, value in overrides.items():
+        object.__setattr__(settings, key, value)
+    return SmtpTransport(settings, ssl_context=server.client_context())
+
+
+def test_accepted_message_keeps_the_relays_reply_and_reuses_the_connection(
+    server: RunningServer,
+) -> None:
+    transport = transport_for(server)
+    first = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    second = transport.send(MESSAGE, "bounces@example.com", "c@example.org")
+    transport.close()
+
+    assert first.outcome is SendOutcome.ACCEPTED and first.code == 250
+    assert "queued as TEST00001" in first.reply
+    assert second.accepted
+    assert server.handler.sessions == 1
+    received = server.handler.messages
+    assert [(m.envelope_from, m.recipients) for m in received] == [
+        ("bounces@example.com", ["b@example.org"]),
+        ("bounces@example.com", ["c@example.org"]),
+    ]
+    assert received[0].data.replace(b"\r\n", b"\n") == MESSAGE.replace(b"\r\n", b"\n")
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome", "code"),
+    [
+        ("550 5.1.1 User unknown", SendOutcome.REJECTED_RECIPIENT, 550),
+        ("450 4.2.1 Mailbox busy, try later", SendOutcome.TEMPORARY, 450),
+    ],
+)
+def test_recipient_reply_is_classified_and_the_session_goes_on(
+    server: RunningServer, reply: str, outcome: SendOutcome, code: int
+) -> None:
+    server.handler.rcpt_replies["gone@example.org"] = reply
+    transport = transport_for(server)
+
+    refused = transport.send(MESSAGE, "bounces@example.com", "gone@example.org")
+    after = transport.send(MESSAGE, "bounces@example.com", "ok@example.org")
+    transport.close()
+
+    assert (refused.outcome, refused.code) == (outcome, code)
+    assert reply.split(" ", 1)[1] in refused.reply
+    assert after.accepted
+    assert server.handler.sessions == 1  # RSET, not a new connection
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        ("554 5.7.1 Message rejected as spam", SendOutcome.REJECTED),
+        ("451 4.3.0 Temporary local problem", SendOutcome.TEMPORARY),
+    ],
+)
+def test_data_reply_is_classified(server: RunningServer, reply: str, outcome: SendOutcome) -> None:
+    server.handler.data_replies.append(reply)
+    transport = transport_for(server)
+    result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    transport.close()
+    assert result.outcome is outcome
+    assert result.code == int(reply[:3])
+    assert server.handler.messages == []
+
+
+def test_dropped_connection_is_temporary_and_the_next_send_reconnects(
+    server: RunningServer,
+) -> None:
+    server.handler.drop_next_data = 1
+    transport = transport_for(server)
+
+    dropped = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    retried = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    transport.close()
+
+    assert dropped.outcome is SendOutcome.TEMPORARY
+    assert dropped.code is None
+    assert retried.accepted
+    assert server.handler.sessions == 2
+    assert len(server.handler.messages) == 1
+
+
+def test_nothing_listening_is_temporary() -> None:
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=free_port(), timeout=2))
+    result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    assert result.outcome is SendOutcome.TEMPORARY
+    assert result.code is None
+
+
+def test_authentication_failure_and_success() -> None:
+    with smtp_server(credentials=("sluice", "s3cret-pass")) as server:
+        wrong = transport_for(server, username="sluice", password="wrong")
+        failed = wrong.send(MESSAGE, "bounces@example.com", "b@example.org")
+        right = transport_for(server, username="sluice", password="s3cret-pass")
+        accepted = right.send(MESSAGE, "bounces@example.com", "b@example.org")
+        right.close()
+
+    assert failed.outcome is SendOutcome.AUTH_FAILED
+    assert failed.code == 535
+    assert accepted.accepted
+
+
+@pytest.mark.parametrize(
+    ("tls", "security"), [("starttls", Security.STARTTLS), ("implicit", Security.TLS)]
+)
+def test_tls_modes(tls: str, security: Security) -> None:
+    folder = Path(tempfile.mkdtemp())
+    with smtp_server(tls=tls, certificate_folder=folder) as server:
+        transport = transport_for(server, security=security)
+        result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+        transport.close()
+    assert result.accepted, result.reply
+
+
+def test_starttls_refuses_an_untrusted_certificate() -> None:
+    folder = Path(tempfile.mkdtemp())
+    with smtp_server(tls="starttls", certificate_folder=folder) as server:
+        settings = SmtpSettings(server.host, server.port, Security.STARTTLS, timeout=5)
+        result = SmtpTransport(settings).send(MESSAGE, "bounces@example.com", "b@example.org")
+    assert result.outcome is SendOutcome.TEMPORARY
+    assert "certificate" in result.reply.lower()
+    assert server.handler.messages == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://relay.example.com", SmtpSettings("relay.example.com", 25)),
+        (
+            "smtp://user%40x:p%3Ass@relay.example.com:587?starttls=1&timeout=10",
+            SmtpSettings("relay.example.com", 587, Security.STARTTLS, "user@x", "p:ss", 10),
+        ),
+        ("smtps://relay.example.com", SmtpSettings("relay.example.com", 465, Security.TLS)),
+    ],
+)
+def test_parse_smtp_url(url: str, expected: SmtpSettings) -> None:
+    assert parse_smtp_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://relay.example.com", "smtp://"),
+        ("smtp://", "no host"),
+        ("smtp://relay.example.com:99999", "invalid port"),
+        ("smtp://relay.example.com?tls=1", "unknown options: tls"),
+        ("smtps://relay.example.com?starttls=1", "already TLS"),
+        ("smtp://relay.example.com?timeout=abc", "timeout"),
+        ("smtp://relay.example.com?timeout=0", "timeout"),
+    ],
+)
+def test_parse_smtp_url_errors(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_smtp_url(url)
+
+
+def test_url_errors_never_repeat_the_password() -> None:
+    with pytest.raises(ValueError) as error:
+        parse_smtp_url("smtp://user:hunter2-secret@relay.example.com?bogus=1")
+    assert "hunter2" not in str(error.value)
