@@ -8,6 +8,7 @@ from flask import Flask
 
 from app.database import configure_sqlite, engine_options, normalise_database_url
 from app.extensions import db, migrate
+from app.services.dkim_keys import DkimKey, load_dkim_key
 from config import Settings, ensure_secret_key, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
         SLUICE_SETTINGS=settings,
+        # Parsed at start-up so a bad key stops Sluice, not the first send.
+        SLUICE_DKIM_KEY=load_dkim_key(settings),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.site_url.startswith("https://"),
@@ -53,3 +56,9 @@ def app_settings(app: Flask) -> Settings:
     settings = app.config["SLUICE_SETTINGS"]
     assert isinstance(settings, Settings)
     return settings
+
+
+def app_dkim_key(app: Flask) -> DkimKey | None:
+    key = app.config["SLUICE_DKIM_KEY"]
+    assert key is None or isinstance(key, DkimKey)
+    return key

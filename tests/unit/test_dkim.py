@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from app import app_dkim_key, create_app
 from app.services.composition import (
     DkimKey,
     DkimSigner,
@@ -290,3 +291,27 @@ def test_dkim_settings_come_from_the_environment() -> None:
 def test_a_malformed_selector_or_domain_names_the_setting(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_settings(environ={}, **{key: value})
+
+
+def test_create_app_refuses_a_bad_key_and_keeps_a_good_one(
+    tmp_path: Path, key_pair: tuple[DkimKey, bytes]
+) -> None:
+    bad_file = tmp_path / "bad.pem"
+    bad_file.write_bytes(b"not a key")
+    common = {"environ": {}, "instance_path": str(tmp_path / "instance"), "secret_key": "k"}
+    bad = load_settings(
+        **common, dkim_selector="s", dkim_domain="example.com", dkim_key_file=str(bad_file)
+    )
+    with pytest.raises(ConfigError, match="dkim_key_file"):
+        create_app(bad)
+
+    key, _ = key_pair
+    good_file = tmp_path / "good.pem"
+    good_file.write_bytes(key.private_key_pem)
+    good = load_settings(
+        **common,
+        dkim_selector=key.selector,
+        dkim_domain=key.domain,
+        dkim_key_file=str(good_file),
+    )
+    assert app_dkim_key(create_app(good)) == key
