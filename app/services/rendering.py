@@ -1,0 +1,647 @@
+"""Templates → one message per recipient (docs/messages.md, "rendering").
+
+Pure: no database, no Flask. Everything expensive happens once per mass email
+in ``compile_template``; ``render`` only runs three compiled Jinja templates
+(subject, HTML, text) and notes which placeholders came out empty.
+
+Rules:
+- templates are Jinja2 in a sandbox (``rendering_sandbox``): no Python
+  objects, no files, no loops without end; a hostile template fails with
+  ``TemplateProblem`` when saved or ``RenderError`` when rendered;
+- placeholders: ``{{ FIRST_NAME }}``/``{{ first_name }}``, ``LAST_NAME``,
+  ``EMAIL``, ``COMPANY``, ``FULL_NAME``, every contact field and every custom
+  field whose key is an identifier, in lower and upper case; any custom field
+  as ``{{ custom['Key With Space'] }}``. ``opt_out_url``, ``view_online_url``,
+  ``open_pixel_url``, ``tracking_url('name')`` and ``click_url(n)`` are
+  Sluice's own and win over contact data of the same name. EspoCRM's
+  ``{optOutUrl}``, ``{optOutLink}``, ``{trackingUrl:ID}`` and
+  ``{Person.firstName}`` are translated;
+- contact data is HTML-escaped in the HTML part, never in the subject or the
+  text part; CR/LF in the subject is left for composition to refuse;
+- a placeholder the recipient has no value for (missing, None, empty or
+  blank text) renders empty and is listed in ``empty_placeholders``;
+- the layout adds the logo (``header_logo_url``), then the footer:
+  ``footer_html``, the company name and postal address (CAN-SPAM: compiling
+  is refused while either is empty), and an "Unsubscribe" link unless the
+  body or footer references ``opt_out_url`` or the policy makes the link
+  optional; the same holds for the text part on its own;
+- click tracking rewrites the ``href`` of ``<a>`` tags with static http(s)
+  URLs to ``{{ click_url(n) }}`` (``rendering_html``); open tracking adds a
+  one-pixel image before ``</body>``; ``<style>`` rules are inlined;
+- the text part, when not written, is derived from the HTML after link
+  rewriting, so it carries the tracked URLs: ``Read more ({{ click_url(0) }})``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from jinja2 import Template, meta, nodes
+from jinja2.exceptions import TemplateSyntaxError
+
+from app.services.rendering_html import (
+    JinjaProtector,
+    find_body_tags,
+    html_to_text,
+    inline_css,
+    rewrite_links,
+    translate_espocrm,
+)
+from app.services.rendering_sandbox import (
+    PUBLIC_FILTERS,
+    BudgetTransformer,
+    CustomFields,
+    RecipientFunction,
+    RenderError,
+    RenderState,
+    SluiceEnvironment,
+    end_render,
+    html_environment,
+    start_render,
+    text_environment,
+)
+
+__all__ = [
+    "CompiledTemplate",
+    "RecipientContext",
+    "RenderError",
+    "RenderPolicy",
+    "RenderedMessage",
+    "TemplateProblem",
+    "TemplateSource",
+    "compile_template",
+    "contact_placeholders",
+    "render",
+    "validate_template",
+]
+
+MAX_TEMPLATE_LENGTH = 512 * 1024  # characters per field
+MAX_OUTPUT_LENGTH = 2_000_000  # characters of one rendered message, all parts
+
+BUILTIN_NAMES = frozenset(
+    {"opt_out_url", "view_online_url", "open_pixel_url", "tracking_url", "click_url"}
+)
+# Names contact data can never take: Sluice's own, the custom-field mapping
+# and the capped range (in any letter case: {{ OPT_OUT_URL }} is not a
+# custom field either).
+RESERVED_NAMES = BUILTIN_NAMES | {"custom", "range"}
+# Names Jinja itself binds; never placeholders.
+_JINJA_NAMES = frozenset({"loop", "self", "caller", "varargs", "kwargs"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_OBJECT_REPR = re.compile(r"<[^<>]*(?: at 0x[0-9a-fA-F]+|class |module |function |method )[^<>]*>")
+
+_NO_LOADING = "is not supported: a template cannot load files or templates"
+_NO_AUTOESCAPE = "{% autoescape %} is not supported: contact data is always escaped in HTML"
+_FORBIDDEN_NODES: dict[type[nodes.Node], str] = {
+    nodes.Include: f"{{% include %}} {_NO_LOADING}",
+    nodes.Extends: f"{{% extends %}} {_NO_LOADING}",
+    nodes.Import: f"{{% import %}} {_NO_LOADING}",
+    nodes.FromImport: f"{{% from … import %}} {_NO_LOADING}",
+    nodes.Block: "{% block %} is not supported: there is no template inheritance",
+    nodes.Macro: "{% macro %} is not supported",
+    nodes.CallBlock: "{% call %} is not supported",
+    nodes.FilterBlock: "{% filter %} blocks are not supported; write {{ value|filter }}",
+    nodes.AssignBlock: (
+        "{% set %}…{% endset %} blocks are not supported; write {% set name = value %}"
+    ),
+    nodes.ScopedEvalContextModifier: _NO_AUTOESCAPE,
+    nodes.EvalContextModifier: _NO_AUTOESCAPE,
+}
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    subject: str
+    body_html: str
+    body_text: str | None = None  # None → derived from the HTML
+    header_logo_url: str = ""  # layout header
+    footer_html: str = ""  # layout footer (extra text above the address block)
+
+
+@dataclass(frozen=True)
+class RenderPolicy:
+    company_name: str
+    postal_address: str
+    mandatory_opt_out: bool = True
+    open_tracking: bool = False
+    click_tracking: bool = True
+
+
+class TemplateProblem(ValueError):
+    """A template that cannot be saved or compiled. ``field`` is
+    ``subject``, ``body_html``, ``body_text``, ``footer_html``,
+    ``header_logo_url``, ``company_name`` or ``postal_address``; ``line``
+    counts from 1 in that field, None when the problem has no line."""
+
+    def __init__(self, field: str, line: int | None, message: str) -> None:
+        self.field = field
+        self.line = line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.field}: {self.message}"
+        return f"{self.field} line {self.line}: {self.message}"
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledTemplate:
+    """A mass email's templates, ready to render for each recipient.
+    ``links[n]`` is the URL behind ``click_url(n)``; ``has_opt_out_link``
+    says the body or layout footer referenced ``opt_out_url`` before one was
+    appended; the ``*_source`` fields are the final Jinja sources (for
+    inspection and tests)."""
+
+    subject_template: Template
+    html_template: Template
+    text_template: Template
+    links: tuple[str, ...]
+    has_opt_out_link: bool
+    placeholder_names: frozenset[str]
+    custom_keys: frozenset[str]
+    subject_source: str
+    html_source: str
+    text_source: str
+    text_derived: bool
+
+
+@dataclass(frozen=True)
+class RecipientContext:
+    placeholders: Mapping[str, object]
+    opt_out_url: str
+    view_online_url: str
+    open_pixel_url: str
+    click_url: Callable[[int], str]  # link id → tracked URL
+    tracking_url: Callable[[str], str]  # named tracking URL
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    subject: str
+    html: str
+    text: str
+    empty_placeholders: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _CheckedTemplate:
+    """A field parsed, checked and compiled, with what its source refers to."""
+
+    template: Template
+    names: frozenset[str]
+    custom_keys: frozenset[str]
+    references_opt_out: bool
+
+
+# ---------------------------------------------------------------- placeholders
+
+
+def contact_placeholders(
+    fields: Mapping[str, object], custom_fields: Mapping[str, object]
+) -> dict[str, object]:
+    """Placeholder values for one contact.
+
+    Each field is reachable by its name as given, in lower case and in upper
+    case, camelCase read as snake_case (``firstName`` → ``first_name``,
+    ``FIRST_NAME``). Custom fields whose key is an identifier get the same
+    names; contact fields win over custom fields of the same name. Every
+    custom field, whatever its key, is ``custom['Key']``. ``FULL_NAME`` is
+    first and last name when not given. Names Sluice reserves
+    (``opt_out_url``… in any case) are never taken from contact data.
+    """
+    placeholders: dict[str, object] = {}
+    for key, value in custom_fields.items():
+        if _IDENTIFIER.fullmatch(key):
+            _add_names(placeholders, key, value)
+    for key, value in fields.items():
+        _add_names(placeholders, key, value)
+    if "FULL_NAME" not in placeholders:
+        parts = (placeholders.get("FIRST_NAME"), placeholders.get("LAST_NAME"))
+        full_name = " ".join(str(part).strip() for part in parts if part not in (None, ""))
+        _add_names(placeholders, "full_name", full_name.strip())
+    placeholders["custom"] = CustomFields(custom_fields)
+    return placeholders
+
+
+def _add_names(placeholders: dict[str, object], key: str, value: object) -> None:
+    snake_case = _CAMEL_HUMP.sub("_", key)
+    for name in (key, snake_case.lower(), snake_case.upper()):
+        if name.lower() not in RESERVED_NAMES:
+            placeholders[name] = value
+
+
+# ------------------------------------------------------------------ validation
+
+
+def validate_template(source: TemplateSource) -> list[TemplateProblem]:
+    """Every problem that stops the template being saved, each with its
+    field and, where there is one, its line: size over ``MAX_TEMPLATE_LENGTH``,
+    Jinja syntax errors, unsupported tags and filters, assignments to
+    Sluice's names, nesting too deep to compile, a logo that is not an
+    http(s) URL. An empty list means the template can be compiled."""
+    problems: list[TemplateProblem] = []
+    for field, text, environment in _fields(source):
+        try:
+            _check_and_compile(field, text, environment, html_field=field != "subject")
+        except TemplateProblem as problem:
+            problems.append(problem)
+    if source.header_logo_url and not _is_web_url(source.header_logo_url.strip()):
+        problems.append(
+            TemplateProblem("header_logo_url", None, "the logo must be an http:// or https:// URL")
+        )
+    return problems
+
+
+def _fields(source: TemplateSource) -> Iterator[tuple[str, str, SluiceEnvironment]]:
+    yield "subject", source.subject, text_environment()
+    yield "body_html", source.body_html, html_environment()
+    if source.body_text is not None:
+        yield "body_text", source.body_text, text_environment()
+    yield "footer_html", source.footer_html, html_environment()
+
+
+def _is_web_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def _check_and_compile(
+    field: str,
+    source: str,
+    environment: SluiceEnvironment,
+    *,
+    html_field: bool,
+    limit_size: bool = True,
+    translate: bool = True,
+) -> _CheckedTemplate:
+    """Parse, check and compile one field; raise ``TemplateProblem``.
+
+    Deep nesting makes Jinja's recursive parser, its code generator or
+    Python's compiler give up (RecursionError, MemoryError, SyntaxError
+    "too many statically nested blocks"): reported, never raised."""
+    if limit_size and len(source) > MAX_TEMPLATE_LENGTH:
+        raise TemplateProblem(
+            field, None, f"longer than {MAX_TEMPLATE_LENGTH:,} characters ({len(source):,})"
+        )
+    text = translate_espocrm(source, html_field=html_field) if translate else source
+    try:
+        tree = environment.parse(text)
+        _check_tree(field, tree)
+        checked = _analyse(tree)
+        code = environment.compile(BudgetTransformer().visit(tree))
+        template = environment.template_class.from_code(
+            environment, code, environment.make_globals(None), None
+        )
+    except TemplateSyntaxError as error:
+        raise TemplateProblem(field, error.lineno, error.message or "syntax error") from None
+    except (RecursionError, MemoryError, SyntaxError):
+        raise TemplateProblem(
+            field, None, "expressions or blocks are nested too deeply to compile"
+        ) from None
+    except (ValueError, OverflowError) as error:  # e.g. an integer literal of 5,000 digits
+        if isinstance(error, TemplateProblem):
+            raise
+        reason = str(error).split(";")[0]  # not Python's advice on sys settings
+        raise TemplateProblem(field, None, f"cannot be compiled: {reason}") from None
+    return _CheckedTemplate(template, *checked)
+
+
+def _walk(tree: nodes.Node) -> Iterator[nodes.Node]:
+    """Every node, without recursion (a deep tree must not exhaust the stack)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.iter_child_nodes())
+
+
+def _check_tree(field: str, tree: nodes.Template) -> None:
+    for node in _walk(tree):
+        message = _FORBIDDEN_NODES.get(type(node))
+        if isinstance(node, nodes.For) and node.recursive:
+            message = "recursive loops are not supported"
+        elif isinstance(node, nodes.Filter) and node.name not in PUBLIC_FILTERS:
+            message = (
+                f"the filter {node.name!r} is not available "
+                f"(available: {', '.join(PUBLIC_FILTERS)})"
+            )
+        elif (
+            isinstance(node, nodes.Name)
+            and node.ctx != "load"
+            and node.name.lower() in RESERVED_NAMES
+        ):
+            message = f"{node.name!r} is set by Sluice and cannot be assigned"
+        if message is not None:
+            raise TemplateProblem(field, node.lineno, message)
+
+
+def _analyse(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str], bool]:
+    """Placeholder names the template reads, ``custom['…']`` keys it reads
+    with a constant key, and whether it references ``opt_out_url``."""
+    names = meta.find_undeclared_variables(tree) - RESERVED_NAMES - _JINJA_NAMES
+    custom_keys: set[str] = set()
+    references_opt_out = False
+    for node in _walk(tree):
+        if isinstance(node, nodes.Name) and node.name == "opt_out_url" and node.ctx == "load":
+            references_opt_out = True
+        elif isinstance(node, (nodes.Getitem, nodes.Getattr)) and _is_custom(node.node):
+            key = node.arg if isinstance(node, nodes.Getitem) else nodes.Const(node.attr)
+            if isinstance(key, nodes.Const) and isinstance(key.value, str):
+                custom_keys.add(key.value)
+    return frozenset(names), frozenset(custom_keys), references_opt_out
+
+
+def _is_custom(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "custom"
+
+
+# ------------------------------------------------------------------- compiling
+
+_DOCUMENT_START = (
+    '<!DOCTYPE html><html><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
+)
+_DOCUMENT_END = "</body></html>"
+_HEADER = (
+    '<div class="sluice-header" style="text-align:center;padding:16px 0;">'
+    '<img src="{logo}" alt="{alt}" style="max-width:200px;height:auto;border:0;"></div>'
+)
+_FOOTER = (
+    '<div class="sluice-footer" style="margin-top:24px;padding-top:12px;'
+    'border-top:1px solid #dddddd;font-size:12px;color:#666666;text-align:center;">'
+    "{content}</div>"
+)
+_ADDRESS = '<p class="sluice-address">{company}<br>{address}</p>'
+_OPT_OUT = '<p class="sluice-opt-out"><a href="{href}">Unsubscribe</a></p>'
+_OPT_OUT_TEXT = "Unsubscribe: {{ opt_out_url }}"
+_OPEN_PIXEL = (
+    '<img src="{src}" width="1" height="1" alt="" '
+    'style="display:block;width:1px;height:1px;border:0;">'
+)
+
+
+def compile_template(source: TemplateSource, policy: RenderPolicy) -> CompiledTemplate:
+    """Compile a mass email's templates once (see the module's rules).
+
+    Raises ``TemplateProblem``: the first problem ``validate_template``
+    finds, an empty company name or postal address (CAN-SPAM: sending is
+    refused), or a plain-text part that cannot be derived from the HTML."""
+    problems = validate_template(source) + _policy_problems(policy)
+    if problems:
+        raise problems[0]
+    subject = translate_espocrm(source.subject, html_field=False)
+    body = translate_espocrm(source.body_html, html_field=True)
+    footer = translate_espocrm(source.footer_html, html_field=True)
+    text = (
+        None if source.body_text is None else translate_espocrm(source.body_text, html_field=False)
+    )
+
+    html_has_opt_out = _references_opt_out(body) or _references_opt_out(footer)
+    if text is None:
+        text_has_opt_out = html_has_opt_out
+    else:
+        text_has_opt_out = _references_opt_out(text) or _references_opt_out(footer)
+
+    protector = JinjaProtector(
+        body, footer, policy.company_name, policy.postal_address, source.header_logo_url
+    )
+    protected_body = protector.protect(body)
+    protected_footer = protector.protect(footer)
+    links: list[str] = []
+    if policy.click_tracking:
+        protected_body = rewrite_links(protected_body, links, protector)
+        protected_footer = rewrite_links(protected_footer, links, protector)
+    address_block = _address_block(policy, protector)
+    append_opt_out = policy.mandatory_opt_out and not html_has_opt_out
+    html_source = _html_document(
+        source,
+        policy=policy,
+        protector=protector,
+        body=protected_body,
+        footer=protected_footer + address_block,
+        append_opt_out=append_opt_out,
+    )
+    text_source = _text_part(
+        text,
+        protector,
+        protected_body,
+        protected_footer + address_block,
+        append_opt_out=policy.mandatory_opt_out and not text_has_opt_out,
+    )
+
+    subject_checked = _check_and_compile(
+        "subject", subject, text_environment(), html_field=False, translate=False
+    )
+    html_checked = _check_and_compile(
+        "body_html",
+        html_source,
+        html_environment(),
+        html_field=True,
+        limit_size=False,
+        translate=False,
+    )
+    text_checked = _compile_text(text_source, derived=text is None)
+    checked = (subject_checked, html_checked, text_checked)
+    return CompiledTemplate(
+        subject_template=subject_checked.template,
+        html_template=html_checked.template,
+        text_template=text_checked.template,
+        links=tuple(links),
+        has_opt_out_link=html_has_opt_out,
+        placeholder_names=frozenset().union(*(part.names for part in checked)),
+        custom_keys=frozenset().union(*(part.custom_keys for part in checked)),
+        subject_source=subject,
+        html_source=html_source,
+        text_source=text_source,
+        text_derived=text is None,
+    )
+
+
+def _policy_problems(policy: RenderPolicy) -> list[TemplateProblem]:
+    problems = []
+    if not policy.company_name.strip():
+        problems.append(
+            TemplateProblem(
+                "company_name", None, "the company name for the footer is empty (CAN-SPAM)"
+            )
+        )
+    if not policy.postal_address.strip():
+        problems.append(
+            TemplateProblem(
+                "postal_address", None, "the postal address for the footer is empty (CAN-SPAM)"
+            )
+        )
+    return problems
+
+
+def _references_opt_out(source: str) -> bool:
+    """The (valid, translated) source refers to ``opt_out_url``."""
+    tree = html_environment().parse(source)
+    return any(
+        isinstance(node, nodes.Name) and node.name == "opt_out_url" and node.ctx == "load"
+        for node in _walk(tree)
+    )
+
+
+def _address_block(policy: RenderPolicy, protector: JinjaProtector) -> str:
+    """Company name and postal address, HTML-escaped, one line per line."""
+    lines = policy.postal_address.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    address = "<br>".join(protector.literal(line.strip()) for line in lines if line.strip())
+    return _ADDRESS.format(company=protector.literal(policy.company_name.strip()), address=address)
+
+
+def _html_document(
+    source: TemplateSource,
+    *,
+    policy: RenderPolicy,
+    protector: JinjaProtector,
+    body: str,
+    footer: str,
+    append_opt_out: bool,
+) -> str:
+    """The whole HTML part as Jinja source: header, body, footer, CSS
+    inlined, pixel. A fragment is wrapped in a minimal document."""
+    if append_opt_out:
+        footer += _OPT_OUT.format(href=protector.marker("{{ opt_out_url }}"))
+    footer = _FOOTER.format(content=footer)
+    header = ""
+    if source.header_logo_url.strip():
+        header = _HEADER.format(
+            logo=protector.literal(source.header_logo_url.strip()),
+            alt=protector.literal(policy.company_name.strip()),
+        )
+    body_tags = find_body_tags(body)
+    if body_tags is None:
+        document = _DOCUMENT_START + header + body + footer + _DOCUMENT_END
+    else:
+        start, end = body_tags
+        document = body[:start] + header + body[start:end] + footer + body[end:]
+    document = inline_css(document, protector)
+    if policy.open_tracking:
+        pixel = _OPEN_PIXEL.format(src=protector.marker("{{ open_pixel_url }}"))
+        end = (find_body_tags(document) or (0, len(document)))[1]
+        document = document[:end] + pixel + document[end:]
+    return protector.restore(protector.escape_data(document))
+
+
+def _text_part(
+    text: str | None,
+    protector: JinjaProtector,
+    body: str,
+    footer: str,
+    *,
+    append_opt_out: bool,
+) -> str:
+    """The plain-text part as Jinja source: the written text or the text of
+    the (link-rewritten) HTML body, then the footer's text and, when needed,
+    the opt-out line."""
+    footer_text = protector.restore(protector.escape_data(html_to_text(footer)))
+    if text is None:
+        text = protector.restore(protector.escape_data(html_to_text(body)))
+    parts = [text.rstrip("\n"), footer_text]
+    if append_opt_out:
+        parts.append(_OPT_OUT_TEXT)
+    return "\n\n".join(part for part in parts if part)
+
+
+def _compile_text(text_source: str, *, derived: bool) -> _CheckedTemplate:
+    try:
+        return _check_and_compile(
+            "body_text",
+            text_source,
+            text_environment(),
+            html_field=False,
+            limit_size=False,
+            translate=False,
+        )
+    except TemplateProblem as problem:
+        if not derived:
+            raise
+        raise TemplateProblem(
+            "body_text",
+            None,
+            f"the plain-text part derived from the HTML is not a valid template "
+            f"({problem.message}); write a plain-text part",
+        ) from None
+
+
+# ------------------------------------------------------------------- rendering
+
+
+def render(compiled: CompiledTemplate, recipient: RecipientContext) -> RenderedMessage:
+    """One recipient's message. Raises ``RenderError`` (naming the part)
+    when the template fails or exceeds a limit: ``MAX_OUTPUT_LENGTH``
+    characters in all, or the sandbox's work and CPU budget."""
+    variables = dict(recipient.placeholders)
+    variables.update(
+        opt_out_url=recipient.opt_out_url,
+        view_online_url=recipient.view_online_url,
+        open_pixel_url=recipient.open_pixel_url,
+        click_url=RecipientFunction(recipient.click_url),
+        tracking_url=RecipientFunction(recipient.tracking_url),
+    )
+    state, token = start_render()
+    try:
+        subject = _generate(compiled.subject_template, variables, state, "subject")
+        html = _generate(compiled.html_template, variables, state, "html")
+        text = _generate(compiled.text_template, variables, state, "text")
+    finally:
+        end_render(token)
+    if compiled.text_derived and "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)  # left by {% if %} lines of the HTML
+    empty = _empty_placeholders(compiled, recipient.placeholders, state)
+    return RenderedMessage(subject=subject, html=html, text=text, empty_placeholders=empty)
+
+
+def _generate(
+    template: Template, variables: dict[str, object], state: RenderState, part: str
+) -> str:
+    """Render streaming, counting the output so an over-long message stops
+    at ``MAX_OUTPUT_LENGTH`` instead of filling memory."""
+    chunks: list[str] = []
+    try:
+        for chunk in template.generate(variables):
+            state.output += len(chunk)
+            if state.output > MAX_OUTPUT_LENGTH:
+                raise RenderError(f"the message is longer than {MAX_OUTPUT_LENGTH:,} characters")
+            chunks.append(chunk)
+    except RecursionError:
+        raise RenderError(f"{part}: nested too deeply") from None
+    except MemoryError:
+        raise RenderError(f"{part}: out of memory") from None
+    except Exception as error:
+        message = _OBJECT_REPR.sub("<object>", str(error)) or type(error).__name__
+        raise RenderError(f"{part}: {message}") from None
+    return "".join(chunks)
+
+
+def _empty_placeholders(
+    compiled: CompiledTemplate, placeholders: Mapping[str, object], state: RenderState
+) -> frozenset[str]:
+    empty = set(state.empty_placeholders)
+    for name in compiled.placeholder_names:
+        if _is_empty(placeholders.get(name)):
+            empty.add(name)
+    custom = placeholders.get("custom")
+    for key in compiled.custom_keys:
+        value = custom.get(key) if isinstance(custom, Mapping) else None
+        if _is_empty(value):
+            empty.add(f"custom[{key!r}]")
+    return frozenset(empty)
+
+
+def _is_empty(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, (list, tuple, dict)) and not value
