@@ -12,8 +12,9 @@ Rules:
   ``EMAIL``, ``COMPANY``, ``FULL_NAME``, every contact field and every custom
   field whose key is an identifier, in lower and upper case; any custom field
   as ``{{ custom['Key With Space'] }}``. ``opt_out_url``, ``view_online_url``,
-  ``open_pixel_url``, ``tracking_url('name')`` and ``click_url(n)`` are
-  Sluice's own and win over contact data of the same name. EspoCRM's
+  ``open_pixel_url`` (also in upper case), ``tracking_url('name')`` and
+  ``click_url(n)`` are Sluice's own and win over contact data of the same
+  name. EspoCRM's
   ``{optOutUrl}``, ``{optOutLink}``, ``{trackingUrl:ID}`` and
   ``{Person.firstName}`` are translated;
 - contact data is HTML-escaped in the HTML part, never in the subject or the
@@ -42,14 +43,8 @@ from urllib.parse import urlsplit
 from jinja2 import Template, meta, nodes
 from jinja2.exceptions import TemplateSyntaxError
 
-from app.services.rendering_html import (
-    JinjaProtector,
-    find_body_tags,
-    html_to_text,
-    inline_css,
-    rewrite_links,
-    translate_espocrm,
-)
+from app.services.rendering_html import translate_espocrm
+from app.services.rendering_layout import Layout, build_sources
 from app.services.rendering_sandbox import (
     PUBLIC_FILTERS,
     BudgetTransformer,
@@ -84,6 +79,7 @@ MAX_OUTPUT_LENGTH = 2_000_000  # characters of one rendered message, all parts
 BUILTIN_NAMES = frozenset(
     {"opt_out_url", "view_online_url", "open_pixel_url", "tracking_url", "click_url"}
 )
+_OPT_OUT_NAMES = frozenset({"opt_out_url", "OPT_OUT_URL"})
 # Names contact data can never take: Sluice's own, the custom-field mapping
 # and the capped range (in any letter case: {{ OPT_OUT_URL }} is not a
 # custom field either).
@@ -347,11 +343,15 @@ def _check_tree(field: str, tree: nodes.Template) -> None:
 def _analyse(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str], bool]:
     """Placeholder names the template reads, ``custom['…']`` keys it reads
     with a constant key, and whether it references ``opt_out_url``."""
-    names = meta.find_undeclared_variables(tree) - RESERVED_NAMES - _JINJA_NAMES
+    names = {
+        name
+        for name in meta.find_undeclared_variables(tree)
+        if name.lower() not in RESERVED_NAMES and name not in _JINJA_NAMES
+    }
     custom_keys: set[str] = set()
     references_opt_out = False
     for node in _walk(tree):
-        if isinstance(node, nodes.Name) and node.name == "opt_out_url" and node.ctx == "load":
+        if isinstance(node, nodes.Name) and node.name in _OPT_OUT_NAMES and node.ctx == "load":
             references_opt_out = True
         elif isinstance(node, (nodes.Getitem, nodes.Getattr)) and _is_custom(node.node):
             key = node.arg if isinstance(node, nodes.Getitem) else nodes.Const(node.attr)
@@ -366,28 +366,6 @@ def _is_custom(node: nodes.Node) -> bool:
 
 # ------------------------------------------------------------------- compiling
 
-_DOCUMENT_START = (
-    '<!DOCTYPE html><html><head><meta charset="utf-8">'
-    '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
-)
-_DOCUMENT_END = "</body></html>"
-_HEADER = (
-    '<div class="sluice-header" style="text-align:center;padding:16px 0;">'
-    '<img src="{logo}" alt="{alt}" style="max-width:200px;height:auto;border:0;"></div>'
-)
-_FOOTER = (
-    '<div class="sluice-footer" style="margin-top:24px;padding-top:12px;'
-    'border-top:1px solid #dddddd;font-size:12px;color:#666666;text-align:center;">'
-    "{content}</div>"
-)
-_ADDRESS = '<p class="sluice-address">{company}<br>{address}</p>'
-_OPT_OUT = '<p class="sluice-opt-out"><a href="{href}">Unsubscribe</a></p>'
-_OPT_OUT_TEXT = "Unsubscribe: {{ opt_out_url }}"
-_OPEN_PIXEL = (
-    '<img src="{src}" width="1" height="1" alt="" '
-    'style="display:block;width:1px;height:1px;border:0;">'
-)
-
 
 def compile_template(source: TemplateSource, policy: RenderPolicy) -> CompiledTemplate:
     """Compile a mass email's templates once (see the module's rules).
@@ -401,67 +379,51 @@ def compile_template(source: TemplateSource, policy: RenderPolicy) -> CompiledTe
     subject = translate_espocrm(source.subject, html_field=False)
     body = translate_espocrm(source.body_html, html_field=True)
     footer = translate_espocrm(source.footer_html, html_field=True)
-    text = (
-        None if source.body_text is None else translate_espocrm(source.body_text, html_field=False)
-    )
-
+    # A blank written text part (an empty form field) counts as absent.
+    text = source.body_text if source.body_text and source.body_text.strip() else None
+    if text is not None:
+        text = translate_espocrm(text, html_field=False)
+    # "Has an opt-out link" = refers to opt_out_url, in each part on its own;
+    # the layout footer is part of both.
     html_has_opt_out = _references_opt_out(body) or _references_opt_out(footer)
-    if text is None:
-        text_has_opt_out = html_has_opt_out
-    else:
+    text_has_opt_out = html_has_opt_out
+    if text is not None:
         text_has_opt_out = _references_opt_out(text) or _references_opt_out(footer)
-
-    protector = JinjaProtector(
-        body, footer, policy.company_name, policy.postal_address, source.header_logo_url
+    layout = Layout(
+        company_name=policy.company_name,
+        postal_address=policy.postal_address,
+        logo_url=source.header_logo_url,
+        click_tracking=policy.click_tracking,
+        open_tracking=policy.open_tracking,
+        html_opt_out=policy.mandatory_opt_out and not html_has_opt_out,
+        text_opt_out=policy.mandatory_opt_out and not text_has_opt_out,
     )
-    protected_body = protector.protect(body)
-    protected_footer = protector.protect(footer)
-    links: list[str] = []
-    if policy.click_tracking:
-        protected_body = rewrite_links(protected_body, links, protector)
-        protected_footer = rewrite_links(protected_footer, links, protector)
-    address_block = _address_block(policy, protector)
-    append_opt_out = policy.mandatory_opt_out and not html_has_opt_out
-    html_source = _html_document(
-        source,
-        policy=policy,
-        protector=protector,
-        body=protected_body,
-        footer=protected_footer + address_block,
-        append_opt_out=append_opt_out,
+    sources = build_sources(body, footer, text, layout)
+    parts = (
+        _check_and_compile(
+            "subject", subject, text_environment(), html_field=False, translate=False
+        ),
+        _check_and_compile(
+            "body_html",
+            sources.html,
+            html_environment(),
+            html_field=True,
+            limit_size=False,
+            translate=False,
+        ),
+        _compile_text(sources.text, derived=text is None),
     )
-    text_source = _text_part(
-        text,
-        protector,
-        protected_body,
-        protected_footer + address_block,
-        append_opt_out=policy.mandatory_opt_out and not text_has_opt_out,
-    )
-
-    subject_checked = _check_and_compile(
-        "subject", subject, text_environment(), html_field=False, translate=False
-    )
-    html_checked = _check_and_compile(
-        "body_html",
-        html_source,
-        html_environment(),
-        html_field=True,
-        limit_size=False,
-        translate=False,
-    )
-    text_checked = _compile_text(text_source, derived=text is None)
-    checked = (subject_checked, html_checked, text_checked)
     return CompiledTemplate(
-        subject_template=subject_checked.template,
-        html_template=html_checked.template,
-        text_template=text_checked.template,
-        links=tuple(links),
+        subject_template=parts[0].template,
+        html_template=parts[1].template,
+        text_template=parts[2].template,
+        links=sources.links,
         has_opt_out_link=html_has_opt_out,
-        placeholder_names=frozenset().union(*(part.names for part in checked)),
-        custom_keys=frozenset().union(*(part.custom_keys for part in checked)),
+        placeholder_names=frozenset().union(*(part.names for part in parts)),
+        custom_keys=frozenset().union(*(part.custom_keys for part in parts)),
         subject_source=subject,
-        html_source=html_source,
-        text_source=text_source,
+        html_source=sources.html,
+        text_source=sources.text,
         text_derived=text is None,
     )
 
@@ -487,70 +449,9 @@ def _references_opt_out(source: str) -> bool:
     """The (valid, translated) source refers to ``opt_out_url``."""
     tree = html_environment().parse(source)
     return any(
-        isinstance(node, nodes.Name) and node.name == "opt_out_url" and node.ctx == "load"
+        isinstance(node, nodes.Name) and node.name in _OPT_OUT_NAMES and node.ctx == "load"
         for node in _walk(tree)
     )
-
-
-def _address_block(policy: RenderPolicy, protector: JinjaProtector) -> str:
-    """Company name and postal address, HTML-escaped, one line per line."""
-    lines = policy.postal_address.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    address = "<br>".join(protector.literal(line.strip()) for line in lines if line.strip())
-    return _ADDRESS.format(company=protector.literal(policy.company_name.strip()), address=address)
-
-
-def _html_document(
-    source: TemplateSource,
-    *,
-    policy: RenderPolicy,
-    protector: JinjaProtector,
-    body: str,
-    footer: str,
-    append_opt_out: bool,
-) -> str:
-    """The whole HTML part as Jinja source: header, body, footer, CSS
-    inlined, pixel. A fragment is wrapped in a minimal document."""
-    if append_opt_out:
-        footer += _OPT_OUT.format(href=protector.marker("{{ opt_out_url }}"))
-    footer = _FOOTER.format(content=footer)
-    header = ""
-    if source.header_logo_url.strip():
-        header = _HEADER.format(
-            logo=protector.literal(source.header_logo_url.strip()),
-            alt=protector.literal(policy.company_name.strip()),
-        )
-    body_tags = find_body_tags(body)
-    if body_tags is None:
-        document = _DOCUMENT_START + header + body + footer + _DOCUMENT_END
-    else:
-        start, end = body_tags
-        document = body[:start] + header + body[start:end] + footer + body[end:]
-    document = inline_css(document, protector)
-    if policy.open_tracking:
-        pixel = _OPEN_PIXEL.format(src=protector.marker("{{ open_pixel_url }}"))
-        end = (find_body_tags(document) or (0, len(document)))[1]
-        document = document[:end] + pixel + document[end:]
-    return protector.restore(protector.escape_data(document))
-
-
-def _text_part(
-    text: str | None,
-    protector: JinjaProtector,
-    body: str,
-    footer: str,
-    *,
-    append_opt_out: bool,
-) -> str:
-    """The plain-text part as Jinja source: the written text or the text of
-    the (link-rewritten) HTML body, then the footer's text and, when needed,
-    the opt-out line."""
-    footer_text = protector.restore(protector.escape_data(html_to_text(footer)))
-    if text is None:
-        text = protector.restore(protector.escape_data(html_to_text(body)))
-    parts = [text.rstrip("\n"), footer_text]
-    if append_opt_out:
-        parts.append(_OPT_OUT_TEXT)
-    return "\n\n".join(part for part in parts if part)
 
 
 def _compile_text(text_source: str, *, derived: bool) -> _CheckedTemplate:
@@ -586,6 +487,9 @@ def render(compiled: CompiledTemplate, recipient: RecipientContext) -> RenderedM
         opt_out_url=recipient.opt_out_url,
         view_online_url=recipient.view_online_url,
         open_pixel_url=recipient.open_pixel_url,
+        OPT_OUT_URL=recipient.opt_out_url,
+        VIEW_ONLINE_URL=recipient.view_online_url,
+        OPEN_PIXEL_URL=recipient.open_pixel_url,
         click_url=RecipientFunction(recipient.click_url),
         tracking_url=RecipientFunction(recipient.tracking_url),
     )

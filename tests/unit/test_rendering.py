@@ -445,6 +445,16 @@ def test_no_opt_out_link_is_appended_when_body_or_footer_has_one(body: str, foot
     assert "https://mail.example.com/u/OPT" in message.text
 
 
+def test_upper_case_built_in_urls() -> None:
+    compiled = compiled_for('<a href="{{ OPT_OUT_URL }}">Leave</a> {{ VIEW_ONLINE_URL }}')
+    message = render(compiled, recipient())
+    assert compiled.has_opt_out_link
+    assert compiled.placeholder_names == frozenset()
+    assert message.html.count("https://mail.example.com/u/OPT") == 1
+    assert "https://mail.example.com/v/VIEW" in message.html
+    assert message.empty_placeholders == frozenset()
+
+
 def test_no_opt_out_link_when_the_administrator_switched_it_off() -> None:
     policy = RenderPolicy(company_name="Acme", postal_address="1 Main St", mandatory_opt_out=False)
     message = render(compiled_for("<p>News</p>", policy=policy), recipient())
@@ -551,7 +561,7 @@ def test_css_inlining_runs_once_per_compile_not_per_render(monkeypatch: pytest.M
         calls.append(document)
         return real_inline(document, protector)
 
-    monkeypatch.setattr("app.services.rendering.inline_css", counting)
+    monkeypatch.setattr("app.services.rendering_layout.inline_css", counting)
     compiled = compiled_for("<style>p { color: red }</style><p>{{ FIRST_NAME }}</p>")
     for _ in range(3):
         render(compiled, recipient())
@@ -614,6 +624,22 @@ def test_text_part_from_conditional_blocks_has_no_runs_of_blank_lines() -> None:
     message = rendered("<p>a</p>{% if NOPE %}<p>b</p>{% endif %}<p>c</p>")
     assert "\n\n\n" not in message.text
     assert message.text.startswith("a\n\nc")
+
+
+@pytest.mark.parametrize("blank", ["", "  \n "])
+def test_a_blank_text_part_counts_as_absent(blank: str) -> None:
+    compiled = compiled_for("<p>HTML {{ FIRST_NAME }}</p>", body_text=blank)
+    assert compiled.text_derived
+    assert render(compiled, recipient()).text.startswith("HTML Ann\n\n")
+
+
+def test_custom_fields_can_be_looped_over() -> None:
+    compiled = compiled_for(
+        "{% for key, value in custom.items() %}[{{ key }}={{ value }}]{% endfor %}"
+        "{{ custom.get('Tier') }}"
+    )
+    html = render(compiled, recipient(custom={"a": 1, "b<": "x"})).html
+    assert "[a=1][b&lt;=x]" in html
 
 
 def test_a_written_text_part_is_used_as_written() -> None:
