@@ -29,7 +29,7 @@ import functools
 import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,15 +139,15 @@ class RenderState:
 _STATE: ContextVar[RenderState | None] = ContextVar("sluice_render_state", default=None)
 
 
-def start_render() -> tuple[RenderState, object]:
+def start_render() -> tuple[RenderState, Token[RenderState | None]]:
     """Begin one message's render: a fresh budget; returns it and the token
     to hand to ``end_render``."""
     state = RenderState(cpu_deadline=time.thread_time() + MAX_RENDER_CPU_SECONDS)
     return state, _STATE.set(state)
 
 
-def end_render(token: object) -> None:
-    _STATE.reset(token)  # type: ignore[arg-type]
+def end_render(token: Token[RenderState | None]) -> None:
+    _STATE.reset(token)
 
 
 def _charge(units: int) -> None:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
+from app.services import rendering_sandbox
 from app.services.rendering import (
     MAX_OUTPUT_LENGTH,
     CompiledTemplate,
@@ -233,6 +234,15 @@ def test_a_loop_body_of_thousands_of_statements_counts_each_statement() -> None:
     with pytest.raises(RenderError, match="too much work"):
         render(compiled, recipient())
     assert time.perf_counter() - started < 2.0
+
+
+def test_cpu_time_is_the_backstop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work the budget units undercount still stops at the CPU-time limit."""
+    monkeypatch.setattr(rendering_sandbox, "MAX_RENDER_CPU_SECONDS", 0.0)
+    loop = "{% for a in range(1000) %}{% for b in range(10) %}{% endfor %}{% endfor %}"
+    compiled = compile_template(TemplateSource(subject="s", body_html=loop), POLICY)
+    with pytest.raises(RenderError, match=r"took longer than 0\.0 s"):
+        render(compiled, recipient())
 
 
 def test_a_legitimate_loop_stays_within_the_budget() -> None:
