@@ -21,24 +21,31 @@ from app.models.contacts import (
     TargetList,
     TargetListMember,
 )
+from app.models.events import CampaignLogEntry, CampaignLogEvent
 from app.models.imports import ContactImport as ContactImport
+from app.models.queue import QueueItem, QueueItemStatus, TrackedLink
 
 __all__ = [
     "AUDIENCE_TYPES",
     "Base",
     "Campaign",
+    "CampaignLogEntry",
+    "CampaignLogEvent",
     "CampaignType",
     "Contact",
     "EmailStatus",
     "EmailTemplate",
     "MassEmail",
     "MassEmailStatus",
+    "QueueItem",
+    "QueueItemStatus",
     "Role",
     "RuntimeSetting",
     "SavedFilter",
     "SenderProfile",
     "TargetList",
     "TargetListMember",
+    "TrackedLink",
     "User",
     "campaign_excluding_lists",
     "campaign_target_lists",

@@ -15,6 +15,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.models.base import Base, UTCDateTime
 from app.models.contacts import TargetList, str_enum
 
+SUBJECT_MAX_LENGTH = 998  # RFC 5322 §2.1.1 line limit
+URL_MAX_LENGTH = 2000
+
 
 class CampaignType(enum.StrEnum):
     EMAIL = "email"
@@ -49,9 +52,17 @@ class EmailTemplate(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    subject: Mapped[str] = mapped_column(String(998))  # RFC 5322 §2.1.1 line limit
+    subject: Mapped[str] = mapped_column(String(SUBJECT_MAX_LENGTH))
     body_html: Mapped[str] = mapped_column(Text, default="")
     body_text: Mapped[str | None] = mapped_column(Text)
+    # Layout: a logo image in the header and extra footer text above the
+    # company name and postal address (which come from the runtime settings).
+    # The server defaults let migration 0003 add these NOT NULL columns to
+    # tables holding rows without rebuilding them on SQLite.
+    header_logo_url: Mapped[str] = mapped_column(
+        String(URL_MAX_LENGTH), default="", server_default=""
+    )
+    footer_html: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -81,6 +92,8 @@ class Campaign(Base):
         ForeignKey("sender_profiles.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Soft delete: the campaign leaves the lists, its mail's links keep working.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     target_lists: Mapped[list[TargetList]] = relationship(secondary=campaign_target_lists)
     excluding_lists: Mapped[list[TargetList]] = relationship(secondary=campaign_excluding_lists)
@@ -89,7 +102,19 @@ class Campaign(Base):
 
 class MassEmail(Base):
     """One send of a campaign. ``status`` changes only through the dispatcher's
-    transition function (built with the dispatcher); a new one is a draft."""
+    transition function (built with the dispatcher); a new one is a draft.
+
+    Content: while ``subject`` is None the mass email uses its template's
+    content. Once ``subject`` is set, all five content columns (``subject``,
+    ``body_html``, ``body_text``, ``header_logo_url``, ``footer_html``) are
+    the mass email's own; ``body_text`` None then means "derived from the
+    HTML". The same columns hold the snapshot taken when the mass email
+    leaves draft, so "view online" re-renders the message as it was sent even
+    after the template changes.
+
+    Deleting is a soft delete (``deleted_at``): queue items, tracked links and
+    the snapshot stay, so links in mail already sent keep working.
+    """
 
     __tablename__ = "mass_emails"
 
@@ -104,5 +129,21 @@ class MassEmail(Base):
         str_enum(MassEmailStatus), default=MassEmailStatus.DRAFT
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    subject: Mapped[str | None] = mapped_column(String(SUBJECT_MAX_LENGTH))
+    body_html: Mapped[str] = mapped_column(Text, default="", server_default="")
+    body_text: Mapped[str | None] = mapped_column(Text)
+    header_logo_url: Mapped[str] = mapped_column(
+        String(URL_MAX_LENGTH), default="", server_default=""
+    )
+    footer_html: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # "COPY #n": the mass email this one was copied from, and n.
+    copy_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mass_emails.id", ondelete="SET NULL")
+    )
+    copy_number: Mapped[int | None] = mapped_column(Integer)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the marketer confirmed subject and content meet CAN-SPAM (SPEC §2).
+    can_spam_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     campaign: Mapped[Campaign] = relationship(back_populates="mass_emails")
+    template: Mapped[EmailTemplate | None] = relationship()
