@@ -120,11 +120,21 @@ def set_opt_out(
     contact = find_contact(session, address)
     if contact is None:
         raise LookupError(f"no contact with address {address.strip()!r}")
-    if contact.opted_out != opted_out:
-        now = clock.now()
-        contact.opted_out = opted_out
-        contact.opted_out_at = now if opted_out else None
-        contact.opt_out_source = source if opted_out else ""
-        contact.updated_at = now
-        session.flush()
+    change_opt_out(session, contact, opted_out, source, clock)
     return contact
+
+
+def change_opt_out(
+    session: Session, contact: Contact, opted_out: bool, source: str, clock: Clock
+) -> bool:
+    """Set ``contact``'s mass-email opt-out flag with its time and source;
+    opting in clears both. Returns whether anything changed."""
+    if contact.opted_out == opted_out:
+        return False
+    now = clock.now()
+    contact.opted_out = opted_out
+    contact.opted_out_at = now if opted_out else None
+    contact.opt_out_source = source if opted_out else ""
+    contact.updated_at = now
+    session.flush()
+    return True
