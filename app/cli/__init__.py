@@ -27,6 +27,7 @@ def build_cli() -> click.Group:
     from app.cli.contacts import contacts_group
     from app.cli.core import demo_command, init_command, run_command, settings_group, web_command
     from app.cli.lists import audience_command, lists_group
+    from app.cli.messages import send_test_command
 
     cli = AppGroup("sluice", help="Sluice: a self-hosted mass-email campaign engine.")
     for command in (
@@ -38,6 +39,7 @@ def build_cli() -> click.Group:
         contacts_group,
         lists_group,
         audience_command,
+        send_test_command,
         migrations_group,
     ):
         cli.add_command(command)

@@ -1,0 +1,475 @@
+"""The glue from a mass email to one message per recipient (docs/messages.md).
+
+``MessageFactory`` does everything that is the same for every recipient once
+per mass email — compile the template (``rendering.compile_template``), build
+the MIME skeleton (``composition.build_skeleton``), parse the DKIM key — and
+then builds each recipient's bytes with only the per-recipient work: the
+placeholders, the signed links, one render and one compose. Send Test, the
+preview, "view online" and the dispatcher all go through it, so a message
+looks the same wherever it is shown.
+
+Rules:
+- Content: the mass email's own columns (its content, or the snapshot taken
+  when it left draft) once ``subject`` is set, else its template's; neither
+  is a ``MessageError``.
+- Sender: the campaign's sender profile gives From (name and address) and
+  Reply-To; ``List-Id`` is ``<campaign name> <c<campaign id>.<sending
+  domain>>`` (RFC 2919) and ``Feedback-ID`` ``<mass email id>:<campaign
+  id>:<campaign type>:sluice``, the sending domain being the From address's.
+  A campaign without a sender profile cannot send (``MessageError``); it can
+  still be previewed and viewed online (``for_rendering``).
+- Footer: the company name and postal address come from the runtime
+  settings; compiling refuses while either is empty (CAN-SPAM), reported as
+  a ``MessageError`` saying which setting to fill in.
+- Links: every URL in a message is signed for its queue item
+  (``PublicLinks``); ``List-Unsubscribe`` carries the item's opt-out URL and,
+  with a bounce address, its mailto address. Queue item 0 is a test message:
+  the public endpoints record nothing for it.
+- Placeholders: the contact's fields (``CONTACT_FIELDS``) and custom
+  fields; ``email`` is the address the message goes to (a Send Test shows
+  the contact's own), so "view online" renders the queue item's address.
+- Envelope sender: ``settings.bounce_address``, else the From address,
+  unless the caller passes one (VERP).
+- Send Test goes out at once, outside statistics and quota: no queue item,
+  no campaign-log row, nothing written at all; the subject gets ``[TEST] ``
+  and the header ``X-Sluice-Test: yes``.
+- Errors are values at the edge: a problem of the whole mass email is a
+  ``MessageError``; a problem of one recipient's message (a render failure,
+  an address that cannot be written) is a ``RecipientError`` (a subclass),
+  so a dispatcher can record it for that recipient and go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.models import Campaign, Contact, EmailTemplate, MassEmail, SenderProfile
+from app.services.addresses import InvalidAddress, normalise_address
+from app.services.audience import AudienceCategory, audience_select
+from app.services.composition import (
+    DkimKey,
+    DkimSigner,
+    HeaderValueError,
+    MessageSkeleton,
+    RecipientHeaders,
+    SenderHeaders,
+    build_skeleton,
+)
+from app.services.composition_headers import header_domain
+from app.services.engagement import TEST_QUEUE_ITEM_ID
+from app.services.public_links import PublicLinks
+from app.services.rendering import (
+    CompiledTemplate,
+    RecipientContext,
+    RenderedMessage,
+    RenderError,
+    RenderPolicy,
+    TemplateProblem,
+    TemplateSource,
+    compile_template,
+    contact_placeholders,
+    render,
+)
+from app.services.runtime_settings import RuntimeSettings
+from app.services.tokens import LinkSigner
+from app.services.transport import SendResult, Transport
+from config import Settings
+
+__all__ = [
+    "TEST_QUEUE_ITEM_ID",
+    "MessageError",
+    "MessageFactory",
+    "OutgoingMessage",
+    "RecipientError",
+    "default_preview_contact",
+    "mass_email_source",
+    "preview",
+    "render_policy",
+    "send_test",
+]
+
+# The contact fields every template can use, besides the custom fields.
+CONTACT_FIELDS = ("email", "first_name", "last_name", "company", "audience_type")
+_SETTING_HINTS = {
+    "company_name": "set it with `sluice settings set company_name=...`",
+    "postal_address": "set it with `sluice settings set postal_address=...`",
+}
+
+
+class MessageError(ValueError):
+    """A mass email that cannot be turned into messages; the text names the
+    problem (and what to do about it) for the person who sees it."""
+
+
+class RecipientError(MessageError):
+    """One recipient's message cannot be built; the others can."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message ready for ``Transport.send``."""
+
+    data: bytes
+    envelope_from: str
+    recipient: str
+    empty_placeholders: frozenset[str]
+
+
+# ----------------------------------------------------------------- content
+
+
+def mass_email_source(mass_email: MassEmail, template: EmailTemplate | None) -> TemplateSource:
+    """The content ``mass_email`` sends: its own columns (its content or its
+    snapshot) when ``subject`` is set, else ``template``'s. Raises
+    ``MessageError`` when it has neither."""
+    if mass_email.subject is not None:
+        return TemplateSource(
+            subject=mass_email.subject,
+            body_html=mass_email.body_html,
+            body_text=mass_email.body_text,
+            header_logo_url=mass_email.header_logo_url,
+            footer_html=mass_email.footer_html,
+        )
+    if template is None:
+        raise MessageError(
+            f"mass email {mass_email.id} ({mass_email.name!r}) has no content: choose a template"
+        )
+    return TemplateSource(
+        subject=template.subject,
+        body_html=template.body_html,
+        body_text=template.body_text,
+        header_logo_url=template.header_logo_url,
+        footer_html=template.footer_html,
+    )
+
+
+def render_policy(runtime: RuntimeSettings) -> RenderPolicy:
+    """The layout and tracking rules the runtime settings ask for."""
+    return RenderPolicy(
+        company_name=runtime.company_name,
+        postal_address=runtime.postal_address,
+        mandatory_opt_out=runtime.mandatory_opt_out,
+        open_tracking=runtime.open_tracking,
+    )
+
+
+def public_links(runtime: RuntimeSettings, settings: Settings, secret_key: str) -> PublicLinks:
+    """The site's link builder: ``runtime.site_url``, tokens signed with
+    ``secret_key``, the mailto opt-out at ``settings.bounce_address``."""
+    return PublicLinks(runtime.site_url, LinkSigner(secret_key), settings.bounce_address)
+
+
+def _compile(mass_email: MassEmail, policy: RenderPolicy) -> CompiledTemplate:
+    """Compile the mass email's content once, problems as ``MessageError``."""
+    template = mass_email.template if mass_email.subject is None else None
+    source = mass_email_source(mass_email, template)
+    try:
+        return compile_template(source, policy)
+    except TemplateProblem as problem:
+        hint = _SETTING_HINTS.get(problem.field)
+        if hint is not None:
+            raise MessageError(f"cannot send without a footer: {problem.message}; {hint}") from None
+        raise MessageError(
+            f"the content of mass email {mass_email.id} has a problem: {problem}"
+        ) from None
+
+
+def _placeholders(contact: Contact | None, address: str) -> dict[str, object]:
+    """A contact's placeholder values, ``email`` being ``address`` when
+    given (the address the message goes to), else the contact's own;
+    without a contact every other field is empty."""
+    if contact is None:
+        fields: dict[str, object] = dict.fromkeys(CONTACT_FIELDS, "")
+        custom: Mapping[str, object] = {}
+    else:
+        fields = {name: getattr(contact, name) for name in CONTACT_FIELDS}
+        custom = contact.custom_fields or {}
+    if address:
+        fields["email"] = address
+    return contact_placeholders(fields, custom)
+
+
+def _display_name(contact: Contact | None) -> str:
+    if contact is None:
+        return ""
+    return " ".join(part for part in (contact.first_name, contact.last_name) if part).strip()
+
+
+# ----------------------------------------------------------------- sending side
+
+
+@dataclass(frozen=True)
+class _Sending:
+    """What building bytes needs beyond rendering."""
+
+    skeleton: MessageSkeleton
+    signer: DkimSigner | None
+    envelope_from: str
+
+
+def sender_headers(
+    campaign: Campaign, mass_email: MassEmail, profile: SenderProfile
+) -> SenderHeaders:
+    """The headers the campaign's sender profile gives every message (see
+    the module's rules). Raises ``MessageError`` for an unusable address."""
+    domain = profile.from_address.rpartition("@")[2]
+    try:
+        sending_domain = header_domain("From", domain)
+    except HeaderValueError as error:
+        raise MessageError(f"sender profile {profile.name!r}: {error}") from None
+    return SenderHeaders(
+        from_name=profile.from_name,
+        from_address=profile.from_address,
+        reply_to=profile.reply_to_address,
+        list_id=f"{campaign.name} <c{campaign.id}.{sending_domain}>",
+        feedback_id=f"{mass_email.id}:{campaign.id}:{campaign.type.value}:sluice",
+        message_id_domain=sending_domain,
+    )
+
+
+def _sending(
+    session: Session, mass_email: MassEmail, settings: Settings, dkim_key: DkimKey | None
+) -> _Sending:
+    campaign = mass_email.campaign
+    profile = (
+        None
+        if campaign.sender_profile_id is None
+        else session.get(SenderProfile, campaign.sender_profile_id)
+    )
+    if profile is None:
+        raise MessageError(
+            f"campaign {campaign.id} ({campaign.name!r}) has no sender profile: choose one"
+        )
+    try:
+        skeleton = build_skeleton(sender_headers(campaign, mass_email, profile))
+    except HeaderValueError as error:
+        raise MessageError(f"sender profile {profile.name!r}: {error}") from None
+    signer = None if dkim_key is None else DkimSigner(dkim_key)
+    return _Sending(skeleton, signer, settings.bounce_address or profile.from_address)
+
+
+# ----------------------------------------------------------------- the factory
+
+
+class MessageFactory:
+    """One mass email's messages: compiled once, built per recipient."""
+
+    def __init__(
+        self,
+        compiled: CompiledTemplate,
+        links: PublicLinks,
+        *,
+        open_tracking: bool,
+        sending: _Sending | None = None,
+    ) -> None:
+        self.compiled = compiled
+        self.links = links
+        self._open_tracking = open_tracking
+        self._sending = sending
+
+    @classmethod
+    def for_mass_email(
+        cls,
+        session: Session,
+        mass_email: MassEmail,
+        *,
+        runtime: RuntimeSettings,
+        settings: Settings,
+        secret_key: str,
+        dkim_key: DkimKey | None,
+    ) -> MessageFactory:
+        """A factory that renders and builds sendable messages. Raises
+        ``MessageError`` for missing content, a template that does not
+        compile, an empty company name or postal address, a campaign
+        without a sender profile, or a sender address that cannot be used."""
+        compiled = _compile(mass_email, render_policy(runtime))
+        return cls(
+            compiled,
+            public_links(runtime, settings, secret_key),
+            open_tracking=runtime.open_tracking,
+            sending=_sending(session, mass_email, settings, dkim_key),
+        )
+
+    @classmethod
+    def for_rendering(
+        cls, mass_email: MassEmail, *, runtime: RuntimeSettings, links: PublicLinks
+    ) -> MessageFactory:
+        """A factory that only renders (preview, view online): no sender
+        profile needed, so mail already sent stays viewable after the
+        campaign loses its sender. ``build`` raises ``MessageError``."""
+        compiled = _compile(mass_email, render_policy(runtime))
+        return cls(compiled, links, open_tracking=runtime.open_tracking)
+
+    def render_for(
+        self, *, queue_item_id: int, contact: Contact | None, address: str = ""
+    ) -> RenderedMessage:
+        """The rendered subject, HTML and text of queue item
+        ``queue_item_id``'s message for ``contact`` (None: placeholders
+        empty); ``address``, when given, is the ``email`` placeholder.
+        Raises ``RecipientError``."""
+        return self._render(queue_item_id, contact, address, self.links.opt_out_url(queue_item_id))
+
+    def _render(
+        self, queue_item_id: int, contact: Contact | None, address: str, opt_out_url: str
+    ) -> RenderedMessage:
+        links = self.links
+        recipient = RecipientContext(
+            placeholders=_placeholders(contact, address),
+            opt_out_url=opt_out_url,
+            view_online_url=links.view_online_url(queue_item_id),
+            open_pixel_url=links.open_pixel_url(queue_item_id) if self._open_tracking else "",
+            click_url=partial(links.click_url, queue_item_id),
+            # Named tracking URLs have no data model yet; they render empty.
+            tracking_url=_no_tracking_url,
+        )
+        try:
+            return render(self.compiled, recipient)
+        except RenderError as error:
+            raise RecipientError(f"queue item {queue_item_id}: {error}") from None
+
+    def build(
+        self,
+        *,
+        queue_item_id: int,
+        contact: Contact | None,
+        to_address: str,
+        now: datetime,
+        test: bool = False,
+        envelope_from: str | None = None,
+    ) -> OutgoingMessage:
+        """The complete (DKIM-signed, when a key is configured) message of
+        queue item ``queue_item_id`` to ``to_address``, dated ``now``.
+        Raises ``RecipientError`` when this recipient's message cannot be
+        built, ``MessageError`` when the factory only renders."""
+        sending = self._sending
+        if sending is None:
+            raise MessageError("this message factory renders only; it cannot build messages")
+        opt_out_url = self.links.opt_out_url(queue_item_id)
+        placeholder_address = "" if test and contact is not None else to_address
+        rendered = self._render(queue_item_id, contact, placeholder_address, opt_out_url)
+        headers = RecipientHeaders(
+            to_name="" if test else _display_name(contact),  # a tester is not the contact
+            to_address=to_address,
+            queue_item_id=queue_item_id,
+            list_unsubscribe_url=opt_out_url,
+            list_unsubscribe_mailto=self.links.unsubscribe_mailto(queue_item_id),
+            date=now,
+            test=test,
+        )
+        try:
+            data = sending.skeleton.compose(rendered, headers)
+        except HeaderValueError as error:
+            raise RecipientError(f"queue item {queue_item_id}: {error}") from None
+        if sending.signer is not None:
+            data = sending.signer.sign(data)
+        return OutgoingMessage(
+            data=data,
+            envelope_from=envelope_from or sending.envelope_from,
+            recipient=to_address,
+            empty_placeholders=rendered.empty_placeholders,
+        )
+
+
+def _no_tracking_url(_name: str) -> str:
+    return ""
+
+
+# ----------------------------------------------------------------- preview and Send Test
+
+
+def default_preview_contact(session: Session, campaign: Campaign) -> Contact | None:
+    """The campaign's first recipient: the audience member of category
+    ``recipient`` with the lowest contact id; None when there is none."""
+    audience = audience_select(
+        (target.id for target in campaign.target_lists),
+        (excluded.id for excluded in campaign.excluding_lists),
+    ).subquery("audience")
+    first = session.scalar(
+        select(audience.c.contact_id)
+        .where(audience.c.category == AudienceCategory.RECIPIENT.value)
+        .order_by(audience.c.contact_id)
+        .limit(1)
+    )
+    return None if first is None else session.get(Contact, first)
+
+
+def _chosen_contact(
+    session: Session, mass_email: MassEmail, contact_id: int | None
+) -> Contact | None:
+    """The contact asked for (``MessageError`` when it does not exist), or
+    the campaign's first recipient."""
+    if contact_id is None:
+        return default_preview_contact(session, mass_email.campaign)
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise MessageError(f"no contact with id {contact_id}")
+    return contact
+
+
+def preview(
+    session: Session,
+    mass_email: MassEmail,
+    contact_id: int | None,
+    *,
+    runtime: RuntimeSettings,
+    settings: Settings,
+    secret_key: str,
+) -> RenderedMessage:
+    """``mass_email`` rendered for contact ``contact_id``, by default the
+    campaign's first recipient; with nobody to show, placeholders render
+    empty. Links are those of the test item 0. Raises ``MessageError``."""
+    contact = _chosen_contact(session, mass_email, contact_id)
+    factory = MessageFactory.for_rendering(
+        mass_email, runtime=runtime, links=public_links(runtime, settings, secret_key)
+    )
+    return factory.render_for(queue_item_id=TEST_QUEUE_ITEM_ID, contact=contact)
+
+
+def send_test(
+    session: Session,
+    mass_email: MassEmail,
+    to_address: str,
+    contact_id: int | None,
+    transport: Transport,
+    *,
+    clock: Clock,
+    runtime: RuntimeSettings,
+    settings: Settings,
+    secret_key: str,
+    dkim_key: DkimKey | None,
+) -> SendResult:
+    """Send ``mass_email`` to ``to_address`` at once as a test, rendered for
+    contact ``contact_id`` (by default the campaign's first recipient).
+
+    Outside statistics and quota: queue item 0, nothing written to the
+    database; ``[TEST] `` subject prefix and ``X-Sluice-Test: yes``. Raises
+    ``MessageError`` for an invalid address or a mass email that cannot be
+    sent; the relay's answer, accepted or not, is the ``SendResult``."""
+    try:
+        address = normalise_address(to_address)[0]
+    except InvalidAddress as error:
+        raise MessageError(f"cannot send a test to {to_address.strip()!r}: {error}") from None
+    contact = _chosen_contact(session, mass_email, contact_id)
+    factory = MessageFactory.for_mass_email(
+        session,
+        mass_email,
+        runtime=runtime,
+        settings=settings,
+        secret_key=secret_key,
+        dkim_key=dkim_key,
+    )
+    message = factory.build(
+        queue_item_id=TEST_QUEUE_ITEM_ID,
+        contact=contact,
+        to_address=address,
+        now=clock.now(),
+        test=True,
+    )
+    return transport.send(message.data, message.envelope_from, message.recipient)
