@@ -24,6 +24,7 @@ def _create_app() -> Flask:
 
 
 def build_cli() -> click.Group:
+    from app.cli.campaigns import campaigns_group
     from app.cli.contacts import contacts_group
     from app.cli.core import demo_command, init_command, run_command, settings_group, web_command
     from app.cli.lists import audience_command, lists_group
@@ -40,6 +41,7 @@ def build_cli() -> click.Group:
         lists_group,
         audience_command,
         send_test_command,
+        campaigns_group,
         migrations_group,
     ):
         cli.add_command(command)

@@ -1,0 +1,84 @@
+"""The content snapshot a mass email takes when it leaves draft.
+
+Rules (docs/messages.md, "Data kept so that sent links keep working"):
+
+- A mass email that uses its template (``subject`` is None) gets a copy of
+  the template's subject, HTML, text and layout in its own columns; one with
+  content of its own keeps it. From then on editing the template changes
+  nothing this mass email sends, and "view online" re-renders the snapshot.
+- The snapshot is compiled with the policy of the runtime settings
+  (``messages.render_policy``, the one the dispatcher uses), and the tracked
+  links it yields replace the mass email's earlier ``tracked_links`` rows:
+  link id n is ``compiled.links[n]``, the same numbering the dispatcher's
+  compile of the same content produces (link ids depend only on the content
+  and click tracking, never on the footer settings).
+- Refused once the mass email has a queue: mail already sent points at the
+  stored link ids, which must never change under it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from app.models import MassEmail, TrackedLink
+from app.services.mass_email_status import has_queue
+from app.services.messages import MessageError, mass_email_source, render_policy
+from app.services.rendering import (
+    CompiledTemplate,
+    TemplateProblem,
+    TemplateSource,
+    compile_template,
+)
+from app.services.runtime_settings import RuntimeSettings
+
+
+class SnapshotError(ValueError):
+    """The snapshot cannot be taken; the message says why."""
+
+
+def take_snapshot(
+    session: Session, mass_email: MassEmail, runtime: RuntimeSettings
+) -> CompiledTemplate:
+    """Freeze ``mass_email``'s content and store its tracked links (see the
+    module's rules); returns the compiled snapshot. Raises ``SnapshotError``
+    when there is no content, it does not compile, or a queue exists."""
+    if has_queue(session, mass_email.id):
+        raise SnapshotError(
+            f"mass email {mass_email.id} has a queue already: its content and links are fixed"
+        )
+    source = _source(mass_email)
+    try:
+        compiled = compile_template(source, render_policy(runtime))
+    except TemplateProblem as problem:
+        raise SnapshotError(f"the content cannot be compiled: {problem}") from None
+    _store_content(mass_email, source)
+    _replace_links(session, mass_email.id, compiled.links)
+    return compiled
+
+
+def _source(mass_email: MassEmail) -> TemplateSource:
+    template = mass_email.template if mass_email.subject is None else None
+    try:
+        return mass_email_source(mass_email, template)
+    except MessageError as error:
+        raise SnapshotError(str(error)) from None
+
+
+def _store_content(mass_email: MassEmail, source: TemplateSource) -> None:
+    """The five content columns become the mass email's own (setting
+    ``subject`` is what marks them so)."""
+    mass_email.subject = source.subject
+    mass_email.body_html = source.body_html
+    mass_email.body_text = source.body_text
+    mass_email.header_logo_url = source.header_logo_url
+    mass_email.footer_html = source.footer_html
+
+
+def _replace_links(session: Session, mass_email_id: int, links: tuple[str, ...]) -> None:
+    session.execute(delete(TrackedLink).where(TrackedLink.mass_email_id == mass_email_id))
+    session.add_all(
+        TrackedLink(mass_email_id=mass_email_id, link_id=link_id, url=url)
+        for link_id, url in enumerate(links)
+    )
+    session.flush()
