@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -36,3 +38,31 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """Run schema changes on SQLite with foreign keys off, then check them.
+
+    Alembic's batch mode changes a SQLite table by copying it and dropping the
+    old one. With foreign keys on, that DROP applies the ON DELETE action of
+    every row pointing at the table: SET NULL clears references and CASCADE
+    deletes rows, silently (SQLite docs, "ALTER TABLE", the 12-step
+    procedure). The pragma is a no-op inside a transaction, so it is set
+    before one starts; afterwards ``foreign_key_check`` proves nothing was
+    left dangling, and the pragma is restored for the pooled connection.
+    Other databases pass through unchanged.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.commit()
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if dangling:
+            raise RuntimeError(f"schema change left broken foreign keys: {dangling[:5]}")
+    finally:
+        connection.commit()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
