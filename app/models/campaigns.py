@@ -101,8 +101,8 @@ class Campaign(Base):
 
 
 class MassEmail(Base):
-    """One send of a campaign. ``status`` changes only through the dispatcher's
-    transition function (built with the dispatcher); a new one is a draft.
+    """One send of a campaign. ``status`` changes only through
+    ``app.services.mass_email_status.transition``; a new one is a draft.
 
     Content: while ``subject`` is None the mass email uses its template's
     content. Once ``subject`` is set, all five content columns (``subject``,
