@@ -1,4 +1,5 @@
-"""``sluice campaigns …``: list, pre-flight, schedule and copy mass emails."""
+"""``sluice campaigns …``: list, pre-flight, schedule and copy mass emails;
+a campaign's tracking URLs (``sluice campaigns tracking-url add|list|remove``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from sqlalchemy.orm import Session
 from app import app_dkim_key, app_settings
 from app.clock import SystemClock
 from app.extensions import db
-from app.models import MassEmail
+from app.models import Campaign, MassEmail
 from app.services.campaigns import (
     CampaignError,
     active_campaigns,
+    add_tracking_url,
     copy_mass_email,
+    remove_tracking_url,
     schedule_mass_email,
+    tracking_urls,
 )
 from app.services.preflight import Finding, preflight
 from app.services.runtime_settings import get_runtime_settings
@@ -32,6 +36,13 @@ def _mass_email(session: Session, mass_email_id: int) -> MassEmail:
     if mass_email is None or mass_email.deleted_at is not None:
         raise click.ClickException(f"no mass email with id {mass_email_id}")
     return mass_email
+
+
+def _campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None or campaign.deleted_at is not None:
+        raise click.ClickException(f"no campaign with id {campaign_id}")
+    return campaign
 
 
 def _secret_key() -> str:
@@ -157,3 +168,57 @@ def campaigns_copy(mass_email_id: int) -> None:
         raise click.ClickException(str(error)) from None
     session.commit()
     click.echo(f"Created draft {copy.id}: {copy.subject}")
+
+
+@campaigns_group.group("tracking-url")
+def tracking_url_group() -> None:
+    """A campaign's tracking URLs: templates link to them with
+    {{ tracking_url('NAME') }} or {trackingUrl:NAME}."""
+
+
+@tracking_url_group.command("add")
+@click.argument("campaign_id", type=int)
+@click.argument("name")
+@click.argument("url")
+@with_appcontext
+def tracking_url_add(campaign_id: int, name: str, url: str) -> None:
+    """Give CAMPAIGN_ID the tracking URL NAME pointing at URL."""
+    session = _session()
+    try:
+        tracking = add_tracking_url(
+            session, _campaign(session, campaign_id), name, url, SystemClock()
+        )
+    except CampaignError as error:
+        session.rollback()
+        raise click.ClickException(str(error)) from None
+    session.commit()
+    click.echo(f"Added tracking URL {tracking.name!r}: {tracking.url}")
+
+
+@tracking_url_group.command("list")
+@click.argument("campaign_id", type=int)
+@with_appcontext
+def tracking_url_list(campaign_id: int) -> None:
+    """Show CAMPAIGN_ID's tracking URLs."""
+    found = tracking_urls(_campaign(_session(), campaign_id))
+    if not found:
+        click.echo("No tracking URLs.")
+    for tracking in found:
+        click.echo(f"{tracking.name}  {tracking.url}")
+
+
+@tracking_url_group.command("remove")
+@click.argument("campaign_id", type=int)
+@click.argument("name")
+@with_appcontext
+def tracking_url_remove(campaign_id: int, name: str) -> None:
+    """Remove tracking URL NAME from CAMPAIGN_ID (mass emails already
+    scheduled keep it)."""
+    session = _session()
+    try:
+        remove_tracking_url(session, _campaign(session, campaign_id), name)
+    except CampaignError as error:
+        session.rollback()
+        raise click.ClickException(str(error)) from None
+    session.commit()
+    click.echo(f"Removed tracking URL {name.strip()!r}.")

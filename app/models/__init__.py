@@ -5,6 +5,7 @@ from app.models.admin import Role, RuntimeSetting, User
 from app.models.base import Base
 from app.models.campaigns import (
     Campaign,
+    CampaignTrackingUrl,
     CampaignType,
     EmailTemplate,
     MassEmail,
@@ -31,6 +32,7 @@ __all__ = [
     "Campaign",
     "CampaignLogEntry",
     "CampaignLogEvent",
+    "CampaignTrackingUrl",
     "CampaignType",
     "Contact",
     "EmailStatus",

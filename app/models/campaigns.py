@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, UTCDateTime
@@ -17,6 +17,7 @@ from app.models.contacts import TargetList, str_enum
 
 SUBJECT_MAX_LENGTH = 998  # RFC 5322 §2.1.1 line limit
 URL_MAX_LENGTH = 2000
+TRACKING_URL_NAME_MAX_LENGTH = 100
 
 
 class CampaignType(enum.StrEnum):
@@ -98,6 +99,29 @@ class Campaign(Base):
     target_lists: Mapped[list[TargetList]] = relationship(secondary=campaign_target_lists)
     excluding_lists: Mapped[list[TargetList]] = relationship(secondary=campaign_excluding_lists)
     mass_emails: Mapped[list[MassEmail]] = relationship(back_populates="campaign")
+    # In creation order: the snapshot numbers them in this order.
+    tracking_urls: Mapped[list[CampaignTrackingUrl]] = relationship(
+        order_by="CampaignTrackingUrl.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class CampaignTrackingUrl(Base):
+    """A named URL of a campaign (EspoCRM's "Tracking URLs"): a template
+    writes ``{{ tracking_url('name') }}`` (or ``{trackingUrl:name}``) and
+    each message gets a tracked link to ``url``. A mass email's snapshot
+    copies them into its ``tracked_links`` (with their names), so editing
+    them later changes nothing in mail already scheduled or sent."""
+
+    __tablename__ = "campaign_tracking_urls"
+    __table_args__ = (UniqueConstraint("campaign_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(TRACKING_URL_NAME_MAX_LENGTH))
+    url: Mapped[str] = mapped_column(String(URL_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class MassEmail(Base):

@@ -16,6 +16,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime
+from app.models.campaigns import TRACKING_URL_NAME_MAX_LENGTH
 from app.models.contacts import EMAIL_MAX_LENGTH, str_enum
 
 
@@ -71,12 +72,21 @@ class QueueItem(Base):
 class TrackedLink(Base):
     """A link of a mass email's content. A click token names only the link
     id; the redirect goes to ``url`` stored here, never to a URL taken from
-    the request."""
+    the request.
+
+    ``name`` is set for a campaign tracking URL (``tracking_url('name')``),
+    None for a link of the template's HTML; named links follow the
+    template's (link ids ``len(compiled.links) + i``, see
+    ``app.services.snapshots``)."""
 
     __tablename__ = "tracked_links"
+    __table_args__ = (
+        Index("ix_tracked_links_mass_email_id_name", "mass_email_id", "name", unique=True),
+    )
 
     mass_email_id: Mapped[int] = mapped_column(
         ForeignKey("mass_emails.id", ondelete="CASCADE"), primary_key=True
     )
     link_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     url: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(TRACKING_URL_NAME_MAX_LENGTH))

@@ -19,6 +19,14 @@ Rules:
   rows stay, so links in mail already sent keep working. Deleting one that
   may still send (pending, in progress, paused) cancels it first, so the
   dispatcher never sends something no longer shown.
+- Tracking URLs (EspoCRM's): a campaign's named URLs that templates use as
+  ``{{ tracking_url('name') }}`` or ``{trackingUrl:name}``. A name is 1 to
+  ``TRACKING_URL_NAME_MAX_LENGTH`` letters, digits, ``_``, ``.`` or ``-``
+  (what ``{trackingUrl:…}`` accepts), unique in the campaign (letter case
+  counts); the URL an absolute http(s) URL with a host, without spaces or
+  control characters (it becomes a ``Location`` header), at most
+  ``URL_MAX_LENGTH`` characters. They may change at any time: a mass email
+  keeps those its snapshot stored when it left draft.
 - A mass email takes a template or content of its own, not both. Its start
   time is "now" (``send_now``), a future time, or none yet; a time in the
   past is refused, except within ``START_GRACE`` of now (a form submitted
@@ -42,9 +50,12 @@ The functions flush; the caller commits.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -52,6 +63,7 @@ from sqlalchemy.orm import Session
 from app.clock import Clock
 from app.models import (
     Campaign,
+    CampaignTrackingUrl,
     CampaignType,
     EmailTemplate,
     MassEmail,
@@ -59,7 +71,11 @@ from app.models import (
     SenderProfile,
     TargetList,
 )
-from app.models.campaigns import SUBJECT_MAX_LENGTH, URL_MAX_LENGTH
+from app.models.campaigns import (
+    SUBJECT_MAX_LENGTH,
+    TRACKING_URL_NAME_MAX_LENGTH,
+    URL_MAX_LENGTH,
+)
 from app.services.addresses import InvalidAddress, normalise_address
 from app.services.dkim_keys import DkimKey
 from app.services.mass_email_status import (
@@ -76,6 +92,9 @@ from app.services.snapshots import SnapshotError, take_snapshot
 from config import Settings
 
 NAME_MAX_LENGTH = 200
+# What EspoCRM's {trackingUrl:ID} accepts (rendering_html), so every name
+# works in both template forms.
+TRACKING_URL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 START_GRACE = timedelta(minutes=1)
 S = MassEmailStatus
 
@@ -346,6 +365,84 @@ def delete_campaign(session: Session, campaign: Campaign, clock: Clock) -> None:
 def _require_not_deleted(campaign: Campaign) -> None:
     if campaign.deleted_at is not None:
         raise CampaignError("campaign", f"campaign {campaign.id} is deleted")
+
+
+# ------------------------------------------------------------------ tracking URLs
+
+
+def _tracking_url_name(value: str) -> str:
+    name = value.strip()
+    if not name:
+        raise CampaignError("name", "must not be empty")
+    if len(name) > TRACKING_URL_NAME_MAX_LENGTH:
+        raise CampaignError(
+            "name", f"at most {TRACKING_URL_NAME_MAX_LENGTH} characters (got {len(name)})"
+        )
+    if not TRACKING_URL_NAME.fullmatch(name):
+        raise CampaignError(
+            "name",
+            f"only letters, digits, '_', '.' and '-' (as in {{trackingUrl:name}}); got {name!r}",
+        )
+    return name
+
+
+def _is_space_or_control(char: str) -> bool:
+    # Cf: invisible format characters (bidi overrides, zero-width spaces).
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cf")
+
+
+def _tracking_url_target(value: str) -> str:
+    """An absolute http(s) URL the click endpoint will redirect to."""
+    url = value.strip()
+    if not url:
+        raise CampaignError("url", "must not be empty")
+    if len(url) > URL_MAX_LENGTH:
+        raise CampaignError("url", f"at most {URL_MAX_LENGTH} characters (got {len(url)})")
+    if any(_is_space_or_control(char) for char in url):
+        raise CampaignError("url", "must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise CampaignError("url", f"{url!r} is not a valid URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise CampaignError("url", "must be an http:// or https:// URL with a host")
+    return url
+
+
+def tracking_urls(campaign: Campaign) -> list[CampaignTrackingUrl]:
+    """The campaign's tracking URLs in creation order (the order the
+    snapshot numbers them in)."""
+    return list(campaign.tracking_urls)
+
+
+def add_tracking_url(
+    session: Session, campaign: Campaign, name: str, url: str, clock: Clock
+) -> CampaignTrackingUrl:
+    """Add tracking URL ``name`` → ``url`` to the campaign (see the rules)."""
+    _require_not_deleted(campaign)
+    name = _tracking_url_name(name)
+    target = _tracking_url_target(url)
+    if any(existing.name == name for existing in campaign.tracking_urls):
+        raise CampaignError("name", f"the campaign already has a tracking URL named {name!r}")
+    tracking = CampaignTrackingUrl(name=name, url=target, created_at=clock.now())
+    campaign.tracking_urls.append(tracking)
+    session.flush()
+    return tracking
+
+
+def remove_tracking_url(session: Session, campaign: Campaign, name: str) -> None:
+    """Remove tracking URL ``name`` from the campaign. Mass emails already
+    scheduled or sent keep it in their snapshot; a draft using it no longer
+    passes the pre-flight."""
+    _require_not_deleted(campaign)
+    wanted = name.strip()
+    for tracking in campaign.tracking_urls:
+        if tracking.name == wanted:
+            campaign.tracking_urls.remove(tracking)  # delete-orphan: the row goes
+            session.flush()
+            return
+    raise CampaignError("name", f"the campaign has no tracking URL named {wanted!r}")
 
 
 # ------------------------------------------------------------------ mass emails

@@ -15,6 +15,9 @@ Rules:
   upwards (sent → opened → clicked → unsubscribed); an event that does not
   move the status (an open on a ``bounced`` item, a second click) is still
   counted and logged.
+- A click on a campaign tracking URL (``tracking_url('name')``) is a click
+  like any other: its tracked link carries the name, which the log detail
+  keeps (``name``) beside the link id and URL.
 - Soft-deleted mass emails and campaigns make no difference: links in mail
   already sent keep working.
 - Queue item id 0 is a Send Test message (``TEST_QUEUE_ITEM_ID``): test mail
@@ -109,12 +112,15 @@ def record_click(
     item = _locked_item(session, queue_item_id)
     if item is None:
         return None
-    url = session.scalar(
-        select(TrackedLink.url).where(
+    link = session.execute(
+        select(TrackedLink.url, TrackedLink.name).where(
             TrackedLink.mass_email_id == item.mass_email_id, TrackedLink.link_id == link_id
         )
-    )
-    if url is None or not is_redirect_target(url):
+    ).one_or_none()
+    if link is None:
+        return None
+    url, name = link
+    if not is_redirect_target(url):
         return None
     now = clock.now()
     agent = _short(user_agent)
@@ -124,7 +130,16 @@ def record_click(
         item.clicked_at = now
     item.click_count += 1
     transition_if_allowed(item, QueueItemStatus.CLICKED, clock)
-    _log(session, item, item.contact_id, CampaignLogEvent.CLICKED, now, link_id=link_id, url=url)
+    _log(
+        session,
+        item,
+        item.contact_id,
+        CampaignLogEvent.CLICKED,
+        now,
+        link_id=link_id,
+        url=url,
+        name=name,  # a campaign tracking URL's; None (left out) for the template's links
+    )
     session.flush()
     return url
 

@@ -25,6 +25,16 @@ Rules:
   (``PublicLinks``); ``List-Unsubscribe`` carries the item's opt-out URL and,
   with a bounce address, its mailto address. Queue item 0 is a test message:
   the public endpoints record nothing for it.
+- Named tracking URLs (``{{ tracking_url('name') }}``, EspoCRM's
+  ``{trackingUrl:name}``): the campaign's tracking URLs, each a tracked
+  link whose id follows the template's links (``len(compiled.links) + i``,
+  i counting the campaign's tracking URLs in creation order). Once the mass
+  email has left draft the names and ids are those its snapshot stored in
+  ``tracked_links``, so the dispatcher and "view online" sign the ids the
+  click endpoint resolves; a draft (no snapshot yet, or an outdated one
+  after unscheduling) numbers the campaign's current ones the same way the
+  next snapshot will. An unknown name renders empty (the pre-flight reports
+  it as an error).
 - Placeholders: the contact's fields (``CONTACT_FIELDS``) and custom
   fields; ``email`` is the address the message goes to (a Send Test shows
   the contact's own), so "view online" renders the queue item's address.
@@ -47,10 +57,18 @@ from datetime import datetime
 from functools import partial
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.clock import Clock
-from app.models import Campaign, Contact, EmailTemplate, MassEmail, SenderProfile
+from app.models import (
+    Campaign,
+    Contact,
+    EmailTemplate,
+    MassEmail,
+    MassEmailStatus,
+    SenderProfile,
+    TrackedLink,
+)
 from app.services.addresses import InvalidAddress, normalise_address
 from app.services.audience import AudienceCategory, audience_select
 from app.services.composition import (
@@ -86,13 +104,16 @@ __all__ = [
     "TEST_QUEUE_ITEM_ID",
     "MessageError",
     "MessageFactory",
+    "NamedLink",
     "OutgoingMessage",
     "RecipientError",
+    "campaign_named_links",
     "default_preview_contact",
     "mass_email_source",
     "preview",
     "render_policy",
     "send_test",
+    "tracking_link_ids",
 ]
 
 # The contact fields every template can use, besides the custom fields.
@@ -179,6 +200,46 @@ def _compile(mass_email: MassEmail, policy: RenderPolicy) -> CompiledTemplate:
         raise MessageError(
             f"the content of mass email {mass_email.id} has a problem: {problem}"
         ) from None
+
+
+# ----------------------------------------------------------------- named tracking URLs
+
+
+@dataclass(frozen=True)
+class NamedLink:
+    """A campaign tracking URL as a tracked link of one mass email."""
+
+    name: str
+    link_id: int
+    url: str
+
+
+def campaign_named_links(campaign: Campaign, first_link_id: int) -> list[NamedLink]:
+    """The campaign's current tracking URLs numbered from ``first_link_id``
+    (the number of the template's links) in creation order: what a snapshot
+    stores, and what a draft renders with."""
+    return [
+        NamedLink(tracking.name, first_link_id + index, tracking.url)
+        for index, tracking in enumerate(campaign.tracking_urls)
+    ]
+
+
+def tracking_link_ids(mass_email: MassEmail, compiled: CompiledTemplate) -> dict[str, int]:
+    """Name → link id of ``mass_email``'s named tracking URLs (see the
+    module's rules): its snapshot's once it has left draft, else the
+    campaign's current ones numbered after ``compiled.links``."""
+    if mass_email.status == MassEmailStatus.DRAFT:
+        named = campaign_named_links(mass_email.campaign, len(compiled.links))
+        return {link.name: link.link_id for link in named}
+    session = object_session(mass_email)
+    if session is None:
+        raise MessageError(f"mass email {mass_email.id} is not attached to a database session")
+    stored = session.execute(
+        select(TrackedLink.name, TrackedLink.link_id).where(
+            TrackedLink.mass_email_id == mass_email.id, TrackedLink.name.is_not(None)
+        )
+    )
+    return {name: link_id for name, link_id in stored if name is not None}
 
 
 def _placeholders(contact: Contact | None, address: str) -> dict[str, object]:
@@ -268,9 +329,11 @@ class MessageFactory:
         *,
         open_tracking: bool,
         sending: _Sending | None = None,
+        tracking_links: Mapping[str, int] | None = None,
     ) -> None:
         self.compiled = compiled
         self.links = links
+        self.tracking_links: Mapping[str, int] = dict(tracking_links or {})
         self._open_tracking = open_tracking
         self._sending = sending
 
@@ -295,6 +358,7 @@ class MessageFactory:
             public_links(runtime, settings, secret_key),
             open_tracking=runtime.open_tracking,
             sending=_sending(session, mass_email, settings, dkim_key),
+            tracking_links=tracking_link_ids(mass_email, compiled),
         )
 
     @classmethod
@@ -305,7 +369,12 @@ class MessageFactory:
         profile needed, so mail already sent stays viewable after the
         campaign loses its sender. ``build`` raises ``MessageError``."""
         compiled = _compile(mass_email, render_policy(runtime))
-        return cls(compiled, links, open_tracking=runtime.open_tracking)
+        return cls(
+            compiled,
+            links,
+            open_tracking=runtime.open_tracking,
+            tracking_links=tracking_link_ids(mass_email, compiled),
+        )
 
     def render_for(
         self, *, queue_item_id: int, contact: Contact | None, address: str = ""
@@ -326,13 +395,18 @@ class MessageFactory:
             view_online_url=links.view_online_url(queue_item_id),
             open_pixel_url=links.open_pixel_url(queue_item_id) if self._open_tracking else "",
             click_url=partial(links.click_url, queue_item_id),
-            # Named tracking URLs have no data model yet; they render empty.
-            tracking_url=_no_tracking_url,
+            tracking_url=partial(self._tracking_url, queue_item_id),
         )
         try:
             return render(self.compiled, recipient)
         except RenderError as error:
             raise RecipientError(f"queue item {queue_item_id}: {error}") from None
+
+    def _tracking_url(self, queue_item_id: int, name: object) -> str:
+        """The tracked URL of tracking URL ``name`` for the item; empty for
+        a name the campaign does not have (the pre-flight reports it)."""
+        link_id = self.tracking_links.get(name) if isinstance(name, str) else None
+        return "" if link_id is None else self.links.click_url(queue_item_id, link_id)
 
     def build(
         self,
@@ -375,10 +449,6 @@ class MessageFactory:
             recipient=to_address,
             empty_placeholders=rendered.empty_placeholders,
         )
-
-
-def _no_tracking_url(_name: str) -> str:
-    return ""
 
 
 # ----------------------------------------------------------------- preview and Send Test

@@ -14,6 +14,10 @@ Errors:
 - ``company_name_missing`` / ``postal_address_missing``: CAN-SPAM requires
   both in the footer (runtime settings);
 - ``no_recipients``: nobody is left after exclusions and suppressions;
+- ``unknown_tracking_url``: the content calls ``tracking_url('name')`` (or
+  EspoCRM's ``{trackingUrl:name}``) with a name the campaign has no
+  tracking URL for (a draft: its current ones; once scheduled: those its
+  snapshot stored); it would render empty;
 - ``free_mail_from``: the From address is at a free-mail domain whose DMARC
   policy or provider rules forbid sending it from another server
   (``FREE_MAIL_DMARC``, a fixed table: no DNS).
@@ -29,6 +33,9 @@ Warnings:
 - ``empty_placeholder``: per placeholder, the recipients for whom it would
   render empty, counted in SQL over the audience (no render per recipient),
   with up to ``EXAMPLES`` addresses;
+- ``tracking_url_not_checked``: ``tracking_url`` called with something
+  other than one constant name (a variable, an expression), or used other
+  than by a call, so the name cannot be checked before sending;
 - ``spam_score`` above SpamAssassin's threshold; ``spam_check_failed``.
 
 Info: ``recipients`` and each skipped or removed group (``excluded``,
@@ -46,6 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from jinja2 import nodes
 from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
@@ -66,6 +74,7 @@ from app.services.messages import (
     default_preview_contact,
     mass_email_source,
     render_policy,
+    tracking_link_ids,
 )
 from app.services.rendering import (
     CompiledTemplate,
@@ -75,6 +84,7 @@ from app.services.rendering import (
     compile_template,
     validate_template,
 )
+from app.services.rendering_sandbox import SluiceEnvironment, html_environment, text_environment
 from app.services.runtime_settings import RuntimeSettings
 from app.services.spam_score import SPAMASSASSIN, SpamCheckError, SpamScore, spam_score
 from config import Settings
@@ -342,6 +352,119 @@ def _copy_findings(
                 "warning",
                 "copy_body_unchanged",
                 "the body is unchanged from the mass email this one was copied from",
+            )
+        )
+    return findings
+
+
+# ------------------------------------------------------------------ tracking URLs
+
+TRACKING_URL_FUNCTION = "tracking_url"
+
+
+@dataclass(frozen=True)
+class TrackingUrlUse:
+    """What the content does with ``tracking_url``: the constant names it
+    asks for, the constants that are not text (``tracking_url(5)``, never a
+    name), and whether some use cannot be checked."""
+
+    names: frozenset[str]
+    not_text: frozenset[str]  # as written (repr)
+    unchecked: bool
+
+
+def _nodes(tree: nodes.Node) -> list[nodes.Node]:
+    """Every node, without recursion (a deep tree must not exhaust the stack)."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(node.iter_child_nodes())
+    return found
+
+
+def _constant_argument(call: nodes.Call) -> nodes.Const | None:
+    """The argument of ``tracking_url(…)`` when it is one constant; None
+    otherwise."""
+    if len(call.args) != 1 or call.kwargs or call.dyn_args or call.dyn_kwargs:
+        return None
+    argument = call.args[0]
+    return argument if isinstance(argument, nodes.Const) else None
+
+
+def tracking_url_use(compiled: CompiledTemplate) -> TrackingUrlUse:
+    """Parse the compiled subject, HTML and text sources (EspoCRM's
+    ``{trackingUrl:name}`` already translated) for ``tracking_url`` calls."""
+    names: set[str] = set()
+    not_text: set[str] = set()
+    unchecked = False
+    sources: tuple[tuple[str, SluiceEnvironment], ...] = (
+        (compiled.subject_source, text_environment()),
+        (compiled.html_source, html_environment()),
+        (compiled.text_source, text_environment()),
+    )
+    for source, environment in sources:
+        if TRACKING_URL_FUNCTION not in source:
+            continue
+        tree = _nodes(environment.parse(source))
+        checked_callees = set()
+        for node in tree:
+            if (
+                isinstance(node, nodes.Call)
+                and isinstance(node.node, nodes.Name)
+                and node.node.name == TRACKING_URL_FUNCTION
+            ):
+                constant = _constant_argument(node)
+                if constant is None:
+                    continue
+                if isinstance(constant.value, str):
+                    names.add(constant.value)
+                else:
+                    not_text.add(repr(constant.value))
+                checked_callees.add(id(node.node))
+        # Any other reference ({{ tracking_url(link) }}, an alias, a filter
+        # argument) may ask for any name.
+        unchecked = unchecked or any(
+            isinstance(node, nodes.Name)
+            and node.name == TRACKING_URL_FUNCTION
+            and node.ctx == "load"
+            and id(node) not in checked_callees
+            for node in tree
+        )
+    return TrackingUrlUse(frozenset(names), frozenset(not_text), unchecked)
+
+
+def _tracking_url_findings(mass_email: MassEmail, compiled: CompiledTemplate) -> list[Finding]:
+    use = tracking_url_use(compiled)
+    if not (use.names or use.not_text or use.unchecked):
+        return []
+    defined = tracking_link_ids(mass_email, compiled)
+    known = ", ".join(sorted(defined)) or "none"
+    findings = [
+        Finding(
+            "error",
+            "unknown_tracking_url",
+            f"tracking_url({name!r}): the campaign has no tracking URL of that name "
+            f"(it has: {known}); the link would be empty",
+        )
+        for name in sorted(use.names - defined.keys())
+    ]
+    findings += [
+        Finding(
+            "error",
+            "unknown_tracking_url",
+            f"tracking_url({written}): a tracking URL's name is text, such as "
+            f"tracking_url('promo'); the link would be empty",
+        )
+        for written in sorted(use.not_text)
+    ]
+    if use.unchecked:
+        findings.append(
+            Finding(
+                "warning",
+                "tracking_url_not_checked",
+                "tracking_url is used without a constant name, so the name cannot be "
+                "checked; an unknown name renders empty",
             )
         )
     return findings
@@ -624,6 +747,7 @@ def preflight(
     findings += content.findings
     if content.compiled is not None:
         findings += _opt_out_findings(content.compiled, policy)
+        findings += _tracking_url_findings(mass_email, content.compiled)
     if content.source is not None:
         findings += _copy_findings(session, mass_email, content.source)
     findings += _recipient_findings(session, mass_email, content.compiled)

@@ -12,6 +12,13 @@ Rules (docs/messages.md, "Data kept so that sent links keep working"):
   link id n is ``compiled.links[n]``, the same numbering the dispatcher's
   compile of the same content produces (link ids depend only on the content
   and click tracking, never on the footer settings).
+- Each of the campaign's tracking URLs is stored too, as a tracked link
+  with its name, numbered after the template's links: link id
+  ``len(compiled.links) + i``, i counting them in creation order
+  (``messages.campaign_named_links``, which a draft renders with). From
+  then on the mass email's messages resolve ``tracking_url('name')`` to
+  these rows, so editing the campaign's tracking URLs changes nothing it
+  sends.
 - Refused once the mass email has a queue: mail already sent points at the
   stored link ids, which must never change under it.
 """
@@ -23,7 +30,13 @@ from sqlalchemy.orm import Session
 
 from app.models import MassEmail, TrackedLink
 from app.services.mass_email_status import has_queue
-from app.services.messages import MessageError, mass_email_source, render_policy
+from app.services.messages import (
+    MessageError,
+    NamedLink,
+    campaign_named_links,
+    mass_email_source,
+    render_policy,
+)
 from app.services.rendering import (
     CompiledTemplate,
     TemplateProblem,
@@ -53,7 +66,8 @@ def take_snapshot(
     except TemplateProblem as problem:
         raise SnapshotError(f"the content cannot be compiled: {problem}") from None
     _store_content(mass_email, source)
-    _replace_links(session, mass_email.id, compiled.links)
+    named = campaign_named_links(mass_email.campaign, len(compiled.links))
+    _replace_links(session, mass_email.id, compiled.links, named)
     return compiled
 
 
@@ -75,10 +89,16 @@ def _store_content(mass_email: MassEmail, source: TemplateSource) -> None:
     mass_email.footer_html = source.footer_html
 
 
-def _replace_links(session: Session, mass_email_id: int, links: tuple[str, ...]) -> None:
+def _replace_links(
+    session: Session, mass_email_id: int, links: tuple[str, ...], named: list[NamedLink]
+) -> None:
     session.execute(delete(TrackedLink).where(TrackedLink.mass_email_id == mass_email_id))
     session.add_all(
         TrackedLink(mass_email_id=mass_email_id, link_id=link_id, url=url)
         for link_id, url in enumerate(links)
+    )
+    session.add_all(
+        TrackedLink(mass_email_id=mass_email_id, link_id=link.link_id, url=link.url, name=link.name)
+        for link in named
     )
     session.flush()

@@ -32,6 +32,7 @@ from app.services.campaigns import (
     CampaignError,
     TemplateInput,
     add_mass_email,
+    add_tracking_url,
     cancel_mass_email,
     copy_mass_email,
     create_campaign,
@@ -39,9 +40,11 @@ from app.services.campaigns import (
     delete_campaign,
     delete_mass_email,
     pause_mass_email,
+    remove_tracking_url,
     resume_mass_email,
     save_template,
     schedule_mass_email,
+    tracking_urls,
     unschedule_mass_email,
     update_campaign,
     update_mass_email,
@@ -675,3 +678,207 @@ def test_the_preflight_command_fails_on_errors(
     assert "error    no_sender_profile" in result.output
     missing = run_cli(app, "campaigns", "preflight", "999")
     assert missing.exit_code != 0 and "no mass email with id 999" in missing.output
+
+
+# ----------------------------------------------------------------------- tracking URLs
+
+PROMO = "https://shop.example.com/promo?src=mail"
+DOCS = "http://docs.example.com/start"
+
+
+def stored_links(session: Session, mass_email: MassEmail) -> list[tuple[int, str, str | None]]:
+    links = session.scalars(
+        select(TrackedLink)
+        .where(TrackedLink.mass_email_id == mass_email.id)
+        .order_by(TrackedLink.link_id)
+    ).all()
+    return [(link.link_id, link.url, link.name) for link in links]
+
+
+def test_tracking_urls_are_added_listed_and_removed(session: Session, clock: FixedClock) -> None:
+    campaign = make_setup(session, clock).campaign
+    promo = add_tracking_url(session, campaign, " promo ", f" {PROMO} ", clock)
+    add_tracking_url(session, campaign, "Docs.v2-start_1", DOCS, clock)
+    add_tracking_url(session, campaign, "PROMO", DOCS, clock)  # letter case counts
+    assert (promo.name, promo.url, promo.created_at) == ("promo", PROMO, clock.now())
+    session.commit()
+    session.expire_all()
+    assert [(t.name, t.url) for t in tracking_urls(campaign)] == [
+        ("promo", PROMO),
+        ("Docs.v2-start_1", DOCS),
+        ("PROMO", DOCS),
+    ]
+
+    remove_tracking_url(session, campaign, "promo")
+    session.commit()
+    session.expire_all()
+    assert [t.name for t in tracking_urls(campaign)] == ["Docs.v2-start_1", "PROMO"]
+    with pytest.raises(CampaignError) as refused:
+        remove_tracking_url(session, campaign, "promo")
+    assert refused.value.field == "name"
+    # The name is free again.
+    add_tracking_url(session, campaign, "promo", PROMO, clock)
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "field", "message"),
+    [
+        ("", PROMO, "name", "must not be empty"),
+        ("n" * 101, PROMO, "name", "at most 100 characters"),
+        ("spring sale", PROMO, "name", "only letters, digits"),
+        ("it's", PROMO, "name", "only letters, digits"),
+        ("promo}", PROMO, "name", "only letters, digits"),
+        ("promo", "", "url", "must not be empty"),
+        ("promo", "ftp://example.com/file", "url", "http:// or https://"),
+        ("promo", "javascript:alert(1)", "url", "http:// or https://"),
+        ("promo", "//example.com/promo", "url", "http:// or https://"),
+        ("promo", "https://", "url", "http:// or https://"),
+        ("promo", "https:///path", "url", "http:// or https://"),
+        ("promo", "https://example.com/a b", "url", "spaces or control characters"),
+        ("promo", "https://example.com/a\r\nSet-Cookie: x=1", "url", "spaces or control"),
+        ("promo", "https://example.com/\x00", "url", "spaces or control characters"),
+        ("promo", "https://example.com/\u202egnp.exe", "url", "spaces or control characters"),
+        ("promo", "https://example.com/a\u00a0b", "url", "spaces or control characters"),
+        ("promo", "https://[::1/", "url", "is not a valid URL"),
+        ("promo", "https://example.com/" + "a" * 1981, "url", "at most 2000 characters"),
+    ],
+)
+def test_a_tracking_url_is_refused_naming_the_field(
+    session: Session, clock: FixedClock, name: str, url: str, field: str, message: str
+) -> None:
+    campaign = make_setup(session, clock).campaign
+    with pytest.raises(CampaignError, match=message) as refused:
+        add_tracking_url(session, campaign, name, url, clock)
+    assert refused.value.field == field
+    assert tracking_urls(campaign) == []
+
+
+def test_tracking_url_limits_are_inclusive(session: Session, clock: FixedClock) -> None:
+    campaign = make_setup(session, clock).campaign
+    longest = "https://example.com/" + "a" * 1980
+    added = add_tracking_url(session, campaign, "n" * 100, longest, clock)
+    session.commit()
+    assert (len(added.name), len(added.url)) == (100, 2000)
+
+
+def test_tracking_url_names_are_unique_per_campaign(session: Session, clock: FixedClock) -> None:
+    setup = make_setup(session, clock)
+    add_tracking_url(session, setup.campaign, "promo", PROMO, clock)
+    with pytest.raises(CampaignError, match="already has a tracking URL named 'promo'") as refused:
+        add_tracking_url(session, setup.campaign, "promo", DOCS, clock)
+    assert refused.value.field == "name"
+    other = create_campaign(
+        session,
+        name="Other",
+        type="email",
+        target_list_ids=[],
+        excluding_list_ids=[],
+        sender_profile_id=None,
+        clock=clock,
+    )
+    add_tracking_url(session, other, "promo", DOCS, clock)
+    session.commit()
+    assert [t.url for t in tracking_urls(other)] == [DOCS]
+
+
+def test_a_deleted_campaigns_tracking_urls_are_not_edited(
+    session: Session, clock: FixedClock
+) -> None:
+    setup = make_setup(session, clock)
+    add_tracking_url(session, setup.campaign, "promo", PROMO, clock)
+    delete_campaign(session, setup.campaign, clock)
+    with pytest.raises(CampaignError) as refused:
+        add_tracking_url(session, setup.campaign, "docs", DOCS, clock)
+    assert refused.value.field == "campaign"
+    with pytest.raises(CampaignError):
+        remove_tracking_url(session, setup.campaign, "promo")
+
+
+def test_scheduling_stores_the_tracking_urls_after_the_template_links(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings
+) -> None:
+    setup = make_setup(session, clock)
+    add_tracking_url(session, setup.campaign, "promo", PROMO, clock)
+    add_tracking_url(session, setup.campaign, "docs", DOCS, clock)
+    schedule(session, app, runtime, clock, setup.mass_email)
+    session.commit()
+    assert stored_links(session, setup.mass_email) == [
+        (0, "https://example.com/sale", None),
+        (1, "https://example.com/shop", None),
+        (2, PROMO, "promo"),
+        (3, DOCS, "docs"),
+    ]
+
+    # The snapshot keeps them whatever happens to the campaign's list.
+    remove_tracking_url(session, setup.campaign, "promo")
+    add_tracking_url(session, setup.campaign, "promo", "https://example.com/new-promo", clock)
+    session.commit()
+    assert stored_links(session, setup.mass_email)[2] == (2, PROMO, "promo")
+
+    # Rescheduling takes a new snapshot: the current list, numbered after
+    # the (new) template links, in creation order.
+    unschedule_mass_email(session, setup.mass_email, clock)
+    update_mass_email(
+        session,
+        setup.mass_email,
+        content=TemplateSource("One link", '<a href="https://example.com/only">x</a>'),
+        clock=clock,
+    )
+    schedule(session, app, runtime, clock, setup.mass_email)
+    session.commit()
+    assert stored_links(session, setup.mass_email) == [
+        (0, "https://example.com/only", None),
+        (1, DOCS, "docs"),
+        (2, "https://example.com/new-promo", "promo"),
+    ]
+
+
+def test_scheduling_is_refused_for_an_unknown_tracking_url(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings
+) -> None:
+    setup = make_setup(session, clock)
+    save_template(
+        session,
+        template_input(body_html=BODY + '<a href="{trackingUrl:promo}">Promo</a>'),
+        clock,
+        template_id=setup.template.id,
+    )
+    with pytest.raises(CampaignError) as refused:
+        schedule(session, app, runtime, clock, setup.mass_email)
+    assert refused.value.field == "preflight"
+    assert any("tracking_url('promo')" in problem for problem in refused.value.problems)
+
+    add_tracking_url(session, setup.campaign, "promo", PROMO, clock)
+    schedule(session, app, runtime, clock, setup.mass_email)
+    assert setup.mass_email.status == S.PENDING
+
+
+def test_the_tracking_url_commands(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings
+) -> None:
+    setup = make_setup(session, clock)
+    session.commit()
+    campaign_id = str(setup.campaign.id)
+
+    empty = run_cli(app, "campaigns", "tracking-url", "list", campaign_id)
+    assert empty.exit_code == 0, empty.output
+    assert "No tracking URLs." in empty.output
+
+    added = run_cli(app, "campaigns", "tracking-url", "add", campaign_id, "promo", PROMO)
+    assert added.exit_code == 0, added.output
+    assert f"Added tracking URL 'promo': {PROMO}" in added.output
+
+    refused = run_cli(app, "campaigns", "tracking-url", "add", campaign_id, "bad", "ftp://x")
+    assert refused.exit_code != 0 and "url: must be an http://" in refused.output
+
+    listed = run_cli(app, "campaigns", "tracking-url", "list", campaign_id)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines() == [f"promo  {PROMO}"]
+
+    removed = run_cli(app, "campaigns", "tracking-url", "remove", campaign_id, "promo")
+    assert removed.exit_code == 0, removed.output
+    gone = run_cli(app, "campaigns", "tracking-url", "remove", campaign_id, "promo")
+    assert gone.exit_code != 0 and "no tracking URL named 'promo'" in gone.output
+
+    missing = run_cli(app, "campaigns", "tracking-url", "list", "999")
+    assert missing.exit_code != 0 and "no campaign with id 999" in missing.output

@@ -167,6 +167,21 @@ def test_a_click_returns_the_stored_url_and_implies_an_open(
     assert clicked.contact_id == sent.contact.id
 
 
+def test_a_click_on_a_named_tracking_url_logs_its_name(session: Session, clock: FixedClock) -> None:
+    sent = make_sent_message(session, clock)
+    promo = "https://shop.example.org/promo?src=mail"
+    session.add(TrackedLink(mass_email_id=sent.mass_email.id, link_id=2, url=promo, name="promo"))
+    session.commit()
+
+    assert record_click(session, sent.item.id, 2, clock, AGENT) == promo
+
+    assert fresh(session, sent.item).click_count == 1
+    clicked = log_entries(session, event=CampaignLogEvent.CLICKED)
+    assert [entry.detail for entry in clicked] == [{"link_id": 2, "url": promo, "name": "promo"}]
+    # Test mail records nothing, named link or not.
+    assert record_click(session, TEST_QUEUE_ITEM_ID, 2, clock, AGENT) is None
+
+
 def test_clicks_keep_the_first_time_and_count_every_one(
     session: Session, clock: FixedClock
 ) -> None:

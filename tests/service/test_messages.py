@@ -23,10 +23,13 @@ from app import app_settings
 from app.clock import FixedClock
 from app.models import (
     Campaign,
+    CampaignLogEntry,
+    CampaignLogEvent,
     CampaignType,
     Contact,
     EmailTemplate,
     MassEmail,
+    MassEmailStatus,
     QueueItem,
     QueueItemStatus,
     SenderProfile,
@@ -34,9 +37,11 @@ from app.models import (
     TargetListMember,
     TrackedLink,
 )
+from app.services.campaigns import add_tracking_url, remove_tracking_url
 from app.services.composition import DkimKey
 from app.services.contacts import set_opt_out
 from app.services.dkim_keys import dns_txt_record
+from app.services.mass_email_status import transition
 from app.services.messages import (
     MessageError,
     MessageFactory,
@@ -50,6 +55,7 @@ from app.services.runtime_settings import (
     seed_runtime_settings,
     update_runtime_settings,
 )
+from app.services.snapshots import take_snapshot
 from app.services.tokens import LinkSigner
 from app.web.public import CLOCK_CONFIG_KEY
 from config import Settings
@@ -551,3 +557,206 @@ def test_view_online_needs_no_sender_profile(
     response = app.test_client().get(f"/v/{token}")
     assert response.status_code == 200
     assert "Hello Ann Smith," in response.get_data(as_text=True)
+
+
+# --------------------------------------------------------------- named tracking URLs
+
+PROMO = "https://shop.example.com/promo?src=mail"
+DOCS = "https://docs.example.com/start"
+# In HTML and text alike, {trackingUrl:promo} is EspoCRM's {{ tracking_url('promo') }}.
+TRACKING_FORMS = ("{{ tracking_url('promo') }}", "{trackingUrl:promo}")
+
+
+def use_tracking_url(setup: Setup, form: str) -> None:
+    """The template links to tracking URL promo in the HTML and the text."""
+    setup.template.body_html = BODY_HTML + f'<p><a href="{form}">Spring promo</a></p>\n'
+    setup.template.body_text = f"Hello {{{{ first_name }}}}, see {form}"
+
+
+def add_tracking_urls(session: Session, clock: FixedClock, setup: Setup) -> None:
+    """docs first, then promo: link ids 2 and 3, after the template's 0 and 1."""
+    add_tracking_url(session, setup.campaign, "docs", DOCS, clock)
+    add_tracking_url(session, setup.campaign, "promo", PROMO, clock)
+
+
+def send_scheduled(
+    session: Session, clock: FixedClock, setup: Setup, runtime: RuntimeSettings
+) -> QueueItem:
+    """Take the snapshot and leave draft as scheduling does, and queue Ann."""
+    take_snapshot(session, setup.mass_email, runtime)
+    transition(setup.mass_email, MassEmailStatus.PENDING, clock)
+    item = QueueItem(
+        mass_email_id=setup.mass_email.id,
+        contact_id=setup.contact.id,
+        email=setup.contact.email,
+        status=QueueItemStatus.SENT,
+        created_at=clock.now(),
+        sent_at=clock.now(),
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def click_tokens(content: str) -> list[str]:
+    return re.findall(rf"{re.escape(SITE)}/t/c/([A-Za-z0-9_.-]+)", content)
+
+
+def link_ids(content: str) -> list[int]:
+    ids = []
+    for token in click_tokens(content):
+        verified = signer.verify_click(token)
+        assert verified is not None
+        ids.append(verified[1])
+    return ids
+
+
+@pytest.mark.parametrize("form", TRACKING_FORMS)
+def test_a_tracking_url_is_a_signed_click_link_to_the_named_url(
+    app: Flask,
+    session: Session,
+    clock: FixedClock,
+    setup: Setup,
+    runtime: RuntimeSettings,
+    settings: Settings,
+    form: str,
+) -> None:
+    use_tracking_url(setup, form)
+    add_tracking_urls(session, clock, setup)
+    item = send_scheduled(session, clock, setup, runtime)
+    parsed = parse(
+        build(factory_for(session, setup, runtime, settings), setup, clock, queue_item_id=item.id)
+    )
+
+    html, text = part(parsed, "html"), part(parsed, "plain")
+    assert link_ids(html) == [0, 1, 3]  # the template's links, then promo
+    promo_token = click_tokens(html)[2]
+    assert signer.verify_click(promo_token) == (item.id, 3)
+    assert f'href="{SITE}/t/c/{promo_token}"' in html
+    assert f"see {SITE}/t/c/{promo_token}" in text  # the same tracked URL in the text part
+    assert PROMO not in html and PROMO not in text
+    session.commit()
+    app.config[CLOCK_CONFIG_KEY] = clock
+
+    response = app.test_client().get(f"/t/c/{promo_token}", headers={"User-Agent": "Mail/1"})
+
+    assert (response.status_code, response.headers["Location"]) == (302, PROMO)
+    session.expire_all()
+    clicked = session.scalars(
+        select(CampaignLogEntry).where(CampaignLogEntry.event == CampaignLogEvent.CLICKED)
+    ).all()
+    assert [(entry.queue_item_id, entry.detail) for entry in clicked] == [
+        (item.id, {"link_id": 3, "url": PROMO, "name": "promo"})
+    ]
+
+
+def test_a_scheduled_mass_email_keeps_the_tracking_urls_of_its_snapshot(
+    session: Session, clock: FixedClock, setup: Setup, runtime: RuntimeSettings, settings: Settings
+) -> None:
+    use_tracking_url(setup, TRACKING_FORMS[0])
+    add_tracking_urls(session, clock, setup)
+    item = send_scheduled(session, clock, setup, runtime)
+    before = part(
+        parse(
+            build(
+                factory_for(session, setup, runtime, settings), setup, clock, queue_item_id=item.id
+            )
+        ),
+        "html",
+    )
+    # Editing the campaign's list after scheduling changes nothing sent.
+    remove_tracking_url(session, setup.campaign, "docs")
+    remove_tracking_url(session, setup.campaign, "promo")
+    add_tracking_url(session, setup.campaign, "promo", "https://example.com/other", clock)
+
+    after = part(
+        parse(
+            build(
+                factory_for(session, setup, runtime, settings), setup, clock, queue_item_id=item.id
+            )
+        ),
+        "html",
+    )
+    assert link_ids(after) == [0, 1, 3]
+    assert click_tokens(after) == click_tokens(before)
+
+
+def test_an_unknown_tracking_url_renders_empty(
+    session: Session, clock: FixedClock, setup: Setup, runtime: RuntimeSettings, settings: Settings
+) -> None:
+    setup.template.body_html = BODY_HTML + '<p><a href="{trackingUrl:nope}">x</a></p>'
+    setup.template.body_text = "Text: [{{ tracking_url('nope') }}] [{{ tracking_url(7) }}]"
+    add_tracking_urls(session, clock, setup)
+    parsed = parse(build(factory_for(session, setup, runtime, settings), setup, clock))
+    assert '<a href="">x</a>' in part(parsed, "html")
+    assert "Text: [] []" in part(parsed, "plain")
+
+
+def test_a_draft_resolves_the_campaigns_current_tracking_urls_for_test_mail(
+    app: Flask,
+    session: Session,
+    clock: FixedClock,
+    setup: Setup,
+    runtime: RuntimeSettings,
+    settings: Settings,
+) -> None:
+    """Before any snapshot, preview and Send Test number the campaign's
+    tracking URLs as the snapshot will; their clicks (item 0) record nothing."""
+    use_tracking_url(setup, TRACKING_FORMS[1])
+    add_tracking_urls(session, clock, setup)
+    shown = preview(
+        session,
+        setup.mass_email,
+        None,
+        runtime=runtime,
+        settings=settings,
+        secret_key=TEST_SECRET_KEY,
+    )
+    tested = build(
+        factory_for(session, setup, runtime, settings),
+        setup,
+        clock,
+        queue_item_id=0,
+        test=True,
+        to_address="qa@example.net",
+    )
+    promo_token = click_tokens(shown.html)[2]
+    assert signer.verify_click(promo_token) == (0, 3)
+    assert promo_token in part(parse(tested), "html")
+    session.commit()
+    app.config[CLOCK_CONFIG_KEY] = clock
+
+    response = app.test_client().get(f"/t/c/{promo_token}")
+
+    assert response.status_code == 200 and "test message" in response.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(CampaignLogEntry)).all() == []
+    assert session.scalars(select(TrackedLink)).all() == []  # nothing stored for a draft
+
+
+def test_view_online_renders_the_tracking_url_as_sent(
+    app: Flask,
+    session: Session,
+    clock: FixedClock,
+    setup: Setup,
+    runtime: RuntimeSettings,
+    settings: Settings,
+) -> None:
+    use_tracking_url(setup, TRACKING_FORMS[1])
+    add_tracking_urls(session, clock, setup)
+    item = send_scheduled(session, clock, setup, runtime)
+    factory = factory_for(session, setup, runtime, settings)
+    sent_html = part(parse(build(factory, setup, clock, queue_item_id=item.id)), "html")
+    remove_tracking_url(session, setup.campaign, "promo")  # after sending: no effect
+    session.commit()
+    app.config[CLOCK_CONFIG_KEY] = clock
+    client = app.test_client()
+
+    response = client.get(urlsplit(factory.links.view_online_url(item.id)).path)
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert click_tokens(page) == click_tokens(sent_html)
+    assert page == sent_html.replace("\r\n", "\n")
+    followed = client.get(f"/t/c/{click_tokens(page)[2]}")
+    assert (followed.status_code, followed.headers["Location"]) == (302, PROMO)

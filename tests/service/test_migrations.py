@@ -18,7 +18,7 @@ from flask_migrate import downgrade, upgrade
 from app import MIGRATIONS_DIR
 from app.cli import build_cli
 from app.extensions import db
-from app.models import Contact, Role, TargetListMember, User
+from app.models import Contact, Role, TargetListMember, TrackedLink, User
 
 FIRST_REVISION = "0001"
 WHEN = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -160,3 +160,74 @@ def test_downgrade_to_base_and_upgrade_again(empty_app: Flask) -> None:
     upgrade(directory=str(MIGRATIONS_DIR))
     assert current_revisions() == head_revisions()
     assert schema_differences() == []
+
+
+# Revision 0003's tables that 0004 changes or depends on, without the models.
+campaigns_0003 = sa.table(
+    "campaigns",
+    sa.column("id", sa.Integer),
+    sa.column("name", sa.String),
+    sa.column("type", sa.String),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+mass_emails_0003 = sa.table(
+    "mass_emails",
+    sa.column("id", sa.Integer),
+    sa.column("campaign_id", sa.Integer),
+    sa.column("name", sa.String),
+    sa.column("status", sa.String),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+tracked_links_0003 = sa.table(
+    "tracked_links",
+    sa.column("mass_email_id", sa.Integer),
+    sa.column("link_id", sa.Integer),
+    sa.column("url", sa.String),
+)
+
+
+def tracked_links() -> list[tuple[int, str, str | None]]:
+    db.session.expire_all()
+    rows = db.session.scalars(sa.select(TrackedLink).order_by(TrackedLink.link_id)).all()
+    return [(link.link_id, link.url, link.name) for link in rows]
+
+
+def test_0004_keeps_the_tracked_links_of_mail_already_sent(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0003")
+    with db.engine.begin() as connection:
+        connection.execute(
+            sa.insert(campaigns_0003),
+            {"id": 1, "name": "Spring", "type": "email", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(mass_emails_0003),
+            {"id": 1, "campaign_id": 1, "name": "March", "status": "complete", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(tracked_links_0003),
+            [
+                {"mass_email_id": 1, "link_id": 0, "url": "https://example.com/a"},
+                {"mass_email_id": 1, "link_id": 1, "url": "https://example.com/b"},
+            ],
+        )
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    assert tracked_links() == [
+        (0, "https://example.com/a", None),
+        (1, "https://example.com/b", None),
+    ]
+    db.session.add(
+        TrackedLink(mass_email_id=1, link_id=2, url="https://example.com/promo", name="promo")
+    )
+    db.session.commit()
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0003")
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(tracked_links_0003).order_by(tracked_links_0003.c.link_id)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (1, 0, "https://example.com/a"),
+        (1, 1, "https://example.com/b"),
+        (1, 2, "https://example.com/promo"),
+    ]

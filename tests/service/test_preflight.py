@@ -12,12 +12,15 @@ from sqlalchemy.orm import Session
 
 from app import app_settings
 from app.clock import FixedClock
-from app.models import Contact, EmailStatus, MassEmail
+from app.models import Contact, EmailStatus, MassEmail, MassEmailStatus
 from app.services.campaigns import (
+    add_tracking_url,
     copy_mass_email,
     create_sender_profile,
+    remove_tracking_url,
     update_mass_email,
 )
+from app.services.mass_email_status import transition
 from app.services.preflight import (
     FREE_MAIL_DMARC,
     Finding,
@@ -32,6 +35,7 @@ from app.services.runtime_settings import (
     seed_runtime_settings,
     update_runtime_settings,
 )
+from app.services.snapshots import take_snapshot
 from app.services.spam_score import SpamScore
 from app.services.target_lists import add_members, create_target_list
 from tests.conftest import TEST_SECRET_KEY, add_contact
@@ -255,6 +259,102 @@ def test_a_free_mail_from_address_is_an_error(
     finding = by_code(run(app, session, clock, setup.mass_email), "free_mail_from")[0]
     assert finding.severity == "error"
     assert "ann@yahoo.com" in finding.message and "Yahoo" in finding.message
+
+
+def test_an_unknown_tracking_url_is_an_error_in_either_form_and_any_part(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings
+) -> None:
+    setup = make_setup(session, clock)
+    add_tracking_url(session, setup.campaign, "promo", "https://example.com/promo", clock)
+    update_mass_email(
+        session,
+        setup.mass_email,
+        content=TemplateSource(
+            "Sale {trackingUrl:in-subject}",
+            '<a href="{{ tracking_url(\'promo\') }}">ok</a> <a href="{trackingUrl:Promo}">x</a>'
+            "{% if FIRST_NAME %}{{ tracking_url('in.html') }}{% endif %}{{ tracking_url(5) }}",
+            "Text {trackingUrl:promo} {{ tracking_url('in_text') }}",
+            footer_html="<p>{trackingUrl:in-footer}</p>",
+        ),
+        clock=clock,
+    )
+    findings = run(app, session, clock, setup.mass_email)
+    unknown = by_code(findings, "unknown_tracking_url")
+    assert [finding.severity for finding in unknown] == ["error"] * 6
+    assert [finding.message.split(":")[0] for finding in unknown] == [
+        "tracking_url('Promo')",  # letter case counts
+        "tracking_url('in-footer')",
+        "tracking_url('in-subject')",
+        "tracking_url('in.html')",
+        "tracking_url('in_text')",
+        "tracking_url(5)",
+    ]
+    assert "(it has: promo)" in unknown[0].message
+    assert "a tracking URL's name is text" in unknown[5].message
+    assert "tracking_url_not_checked" not in codes(findings)
+
+
+def test_known_tracking_urls_are_not_reported(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings
+) -> None:
+    setup = make_setup(session, clock)
+    own_content(session, clock, setup, '<a href="{trackingUrl:promo}">Promo</a>')
+    assert by_code(run(app, session, clock, setup.mass_email), "unknown_tracking_url")
+    add_tracking_url(session, setup.campaign, "promo", "https://example.com/promo", clock)
+    assert not codes(run(app, session, clock, setup.mass_email)) & {
+        "unknown_tracking_url",
+        "tracking_url_not_checked",
+    }
+
+
+def test_a_scheduled_mass_email_is_checked_against_its_snapshot(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings
+) -> None:
+    setup = make_setup(session, clock)
+    own_content(session, clock, setup, '<a href="{trackingUrl:promo}">Promo</a>')
+    add_tracking_url(session, setup.campaign, "promo", "https://example.com/promo", clock)
+    take_snapshot(session, setup.mass_email, runtime)
+    transition(setup.mass_email, MassEmailStatus.PENDING, clock)
+    remove_tracking_url(session, setup.campaign, "promo")  # the snapshot keeps it
+    assert not by_code(run(app, session, clock, setup.mass_email), "unknown_tracking_url")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ tracking_url(FIRST_NAME) }}",
+        "{{ tracking_url('pro' ~ 'mo') }}",
+        "{% for name in ['promo'] %}{{ tracking_url(name) }}{% endfor %}",
+        "{% set link = tracking_url %}{{ link('promo') }}",
+        "{{ tracking_url }}",
+    ],
+)
+def test_a_tracking_url_without_a_constant_name_is_a_warning(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings, body: str
+) -> None:
+    setup = make_setup(session, clock)
+    own_content(session, clock, setup, f"<p>{body}</p>")
+    findings = run(app, session, clock, setup.mass_email)
+    assert [finding.severity for finding in by_code(findings, "tracking_url_not_checked")] == [
+        "warning"
+    ]
+    assert "unknown_tracking_url" not in codes(findings)
+
+
+def test_tracking_url_as_text_is_not_a_use(
+    app: Flask, session: Session, clock: FixedClock, runtime: RuntimeSettings
+) -> None:
+    setup = make_setup(session, clock)
+    own_content(
+        session,
+        clock,
+        setup,
+        "<p>Write tracking_url('name'), {% raw %}{{ tracking_url('x') }}{% endraw %}</p>",
+    )
+    assert not codes(run(app, session, clock, setup.mass_email)) & {
+        "unknown_tracking_url",
+        "tracking_url_not_checked",
+    }
 
 
 # ----------------------------------------------------------------------- warnings
