@@ -169,6 +169,23 @@ def store_tracked_links(session: Session, mass_email: MassEmail, factory: Messag
     session.flush()
 
 
+def queue_sent_item(
+    session: Session, clock: FixedClock, setup: Setup, email: str | None = None
+) -> QueueItem:
+    """A queue item for Ann, already sent (as if dispatched)."""
+    item = QueueItem(
+        mass_email_id=setup.mass_email.id,
+        contact_id=setup.contact.id,
+        email=email if email is not None else setup.contact.email,
+        status=QueueItemStatus.SENT,
+        created_at=clock.now(),
+        sent_at=clock.now(),
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
 def parse(message: OutgoingMessage) -> EmailMessage:
     parsed = message_from_bytes(message.data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
@@ -510,16 +527,7 @@ def test_view_online_shows_the_message_as_sent_for_the_recipient(
     snapshot = mass_email_source(setup.mass_email, setup.template)
     setup.mass_email.subject = snapshot.subject  # the snapshot taken when it left draft
     setup.mass_email.body_html = snapshot.body_html
-    item = QueueItem(
-        mass_email_id=setup.mass_email.id,
-        contact_id=setup.contact.id,
-        email=setup.contact.email,
-        status=QueueItemStatus.SENT,
-        created_at=clock.now(),
-        sent_at=clock.now(),
-    )
-    session.add(item)
-    session.flush()
+    item = queue_sent_item(session, clock, setup)
     sent_html = part(parse(build(factory, setup, clock, queue_item_id=item.id)), "html")
     setup.template.body_html = "<p>Edited after sending</p>"  # must not show
     session.commit()
@@ -543,14 +551,7 @@ def test_view_online_shows_the_message_as_sent_for_the_recipient(
 def test_view_online_needs_no_sender_profile(
     app: Flask, session: Session, clock: FixedClock, setup: Setup, runtime: RuntimeSettings
 ) -> None:
-    item = QueueItem(
-        mass_email_id=setup.mass_email.id,
-        contact_id=setup.contact.id,
-        email="ann.smith@example.com",
-        status=QueueItemStatus.SENT,
-        created_at=clock.now(),
-    )
-    session.add(item)
+    item = queue_sent_item(session, clock, setup, email="ann.smith@example.com")
     setup.campaign.sender_profile_id = None
     session.commit()
     token = signer.item_token("view", item.id)
@@ -585,17 +586,7 @@ def send_scheduled(
     """Take the snapshot and leave draft as scheduling does, and queue Ann."""
     take_snapshot(session, setup.mass_email, runtime)
     transition(setup.mass_email, MassEmailStatus.PENDING, clock)
-    item = QueueItem(
-        mass_email_id=setup.mass_email.id,
-        contact_id=setup.contact.id,
-        email=setup.contact.email,
-        status=QueueItemStatus.SENT,
-        created_at=clock.now(),
-        sent_at=clock.now(),
-    )
-    session.add(item)
-    session.flush()
-    return item
+    return queue_sent_item(session, clock, setup)
 
 
 def click_tokens(content: str) -> list[str]:
