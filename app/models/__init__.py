@@ -24,11 +24,12 @@ from app.models.contacts import (
 )
 from app.models.events import CampaignLogEntry, CampaignLogEvent
 from app.models.imports import ContactImport as ContactImport
-from app.models.queue import QueueItem, QueueItemStatus, TrackedLink
+from app.models.queue import BounceKind, QueueItem, QueueItemStatus, SendAttempt, TrackedLink
 
 __all__ = [
     "AUDIENCE_TYPES",
     "Base",
+    "BounceKind",
     "Campaign",
     "CampaignLogEntry",
     "CampaignLogEvent",
@@ -44,6 +45,7 @@ __all__ = [
     "Role",
     "RuntimeSetting",
     "SavedFilter",
+    "SendAttempt",
     "SenderProfile",
     "TargetList",
     "TargetListMember",

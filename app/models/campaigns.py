@@ -168,6 +168,8 @@ class MassEmail(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the marketer confirmed subject and content meet CAN-SPAM (SPEC §2).
     can_spam_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the audience was resolved into queue items (set once, at start).
+    queue_built_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     campaign: Mapped[Campaign] = relationship(back_populates="mass_emails")
     template: Mapped[EmailTemplate | None] = relationship()

@@ -1,7 +1,9 @@
 """The send queue: one queue item per recipient of a mass email, and the
 tracked links its messages point to.
 
-A queue item's ``status`` is changed only by ``app.services.queue_status``.
+A queue item's ``status`` is changed only by ``app.services.queue_status``
+(the one exception: the initial status, which ``app.services.queue_build``
+inserts set-based when the queue is built).
 The first-time columns (``opened_at``, ``clicked_at``, ``unsubscribed_at``)
 count a recipient once for rates; ``open_count`` and ``click_count`` keep the
 raw numbers.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime
@@ -37,17 +39,61 @@ class QueueItemStatus(enum.StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class BounceKind(enum.StrEnum):
+    """A bounce's kind (SPEC §5): hard bounces suppress at once, soft ones
+    after a threshold."""
+
+    HARD = "hard"
+    SOFT = "soft"
+
+
+RUNNER_ID_MAX_LENGTH = 100
+SEND_OUTCOME_MAX_LENGTH = 30
+
+# The partial indexes' condition, the same text on both databases.
+_QUEUED = text("status = 'queued'")
+_SENDING = text("status = 'sending'")
+
+
 class QueueItem(Base):
     """One message of a mass email to one address.
 
     Queue item id 0 is never stored: links in a Send Test message carry item
     0, and the public endpoints record nothing for it.
+
+    Delivery columns (the dispatcher's): ``attempts`` counts SMTP attempts;
+    ``next_attempt_at`` is when a queued item may be claimed (None: at once);
+    ``last_code``/``last_reply`` keep the server's last answer; a claimed
+    item (``sending``) carries ``claimed_by`` (the runner's id) and
+    ``lease_expires_at``, after which it counts as interrupted.
+    ``skip_reason`` says why an item built as dropped, unsubscribed or error
+    is never sent.
+
+    ``uq_queue_items_mass_email_contact``: one item per contact and mass
+    email, so a queue can never be built twice for the same contact (NULL
+    contact ids, left by deleted contacts, may repeat on both databases).
     """
 
     __tablename__ = "queue_items"
     __table_args__ = (
+        UniqueConstraint("mass_email_id", "contact_id", name="uq_queue_items_mass_email_contact"),
         Index("ix_queue_items_mass_email_id_status", "mass_email_id", "status"),
         Index("ix_queue_items_contact_id", "contact_id"),
+        # Claims walk only the queued rows (BASELINES: ~5x faster claims).
+        Index(
+            "ix_queue_items_claimable",
+            "next_attempt_at",
+            "id",
+            postgresql_where=_QUEUED,
+            sqlite_where=_QUEUED,
+        ),
+        # Housekeeping finds expired leases without scanning the queue.
+        Index(
+            "ix_queue_items_sending_lease",
+            "lease_expires_at",
+            postgresql_where=_SENDING,
+            sqlite_where=_SENDING,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -67,6 +113,45 @@ class QueueItem(Base):
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     click_count: Mapped[int] = mapped_column(Integer, default=0)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Server defaults let migration 0005 add the NOT NULL columns to a table
+    # holding rows.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_reply: Mapped[str] = mapped_column(Text, default="", server_default="")
+    claimed_by: Mapped[str | None] = mapped_column(String(RUNNER_ID_MAX_LENGTH))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bounce_kind: Mapped[BounceKind | None] = mapped_column(str_enum(BounceKind, length=10))
+    skip_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class SendAttempt(Base):
+    """One claim of a queue item by a runner, and its result: the quota
+    ledger and the attempt history.
+
+    The hourly quota is a sliding window: the rows whose ``claimed_at`` falls
+    in the last 60 minutes, across all mass emails and runners. A row is
+    written when the item is claimed (before the SMTP conversation), so a
+    message in doubt still counts; ``finished_at``, ``outcome``, ``code`` and
+    ``reply`` are filled in when the result is known.
+    """
+
+    __tablename__ = "send_attempts"
+    __table_args__ = (
+        Index("ix_send_attempts_claimed_at", "claimed_at"),
+        Index("ix_send_attempts_queue_item_id", "queue_item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # No cascade: the ledger is the record of what was submitted.
+    queue_item_id: Mapped[int] = mapped_column(ForeignKey("queue_items.id"))
+    mass_email_id: Mapped[int] = mapped_column(ForeignKey("mass_emails.id"))
+    runner_id: Mapped[str] = mapped_column(String(RUNNER_ID_MAX_LENGTH))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(SEND_OUTCOME_MAX_LENGTH))
+    code: Mapped[int | None] = mapped_column(Integer)
+    reply: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class TrackedLink(Base):

@@ -44,6 +44,10 @@ class RuntimeSettings:
     site_url: str
     company_name: str
     postal_address: str
+    max_attempts: int
+    smtp_connections: int
+    lease_seconds: int
+    retry_base_seconds: int
 
 
 Validator = Callable[[object], Any]
@@ -160,6 +164,17 @@ SPECS: dict[str, SettingSpec] = {
     ),
     "postal_address": SettingSpec(
         _text(1000), lambda s: s.default_postal_address, "Postal address"
+    ),
+    # Dispatch: a 4xx or dropped connection is retried with back-off
+    # (retry_base_seconds, doubling) up to max_attempts, then failed.
+    "max_attempts": SettingSpec(_whole_number(1, 50), lambda s: 5, "Attempts per message"),
+    "smtp_connections": SettingSpec(
+        _whole_number(1, 32), lambda s: 4, "SMTP connections per runner"
+    ),
+    # A claimed item whose lease ran out is interrupted, never resent silently.
+    "lease_seconds": SettingSpec(_whole_number(30, 3600), lambda s: 300, "Claim lease (seconds)"),
+    "retry_base_seconds": SettingSpec(
+        _whole_number(10, 86_400), lambda s: 300, "First retry delay (seconds)"
     ),
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -18,7 +19,16 @@ from flask_migrate import downgrade, upgrade
 from app import MIGRATIONS_DIR
 from app.cli import build_cli
 from app.extensions import db
-from app.models import Contact, Role, TargetListMember, TrackedLink, User
+from app.models import (
+    CampaignLogEntry,
+    Contact,
+    QueueItem,
+    Role,
+    SendAttempt,
+    TargetListMember,
+    TrackedLink,
+    User,
+)
 
 FIRST_REVISION = "0001"
 WHEN = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -231,3 +241,128 @@ def test_0004_keeps_the_tracked_links_of_mail_already_sent(empty_app: Flask) -> 
         (1, 1, "https://example.com/b"),
         (1, 2, "https://example.com/promo"),
     ]
+
+
+# Revision 0004's queue items and campaign log, without the models.
+queue_items_0004 = sa.table(
+    "queue_items",
+    sa.column("id", sa.Integer),
+    sa.column("mass_email_id", sa.Integer),
+    sa.column("contact_id", sa.Integer),
+    sa.column("email", sa.String),
+    sa.column("status", sa.String),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("sent_at", sa.DateTime(timezone=True)),
+    sa.column("open_count", sa.Integer),
+    sa.column("click_count", sa.Integer),
+)
+campaign_log_0004 = sa.table(
+    "campaign_log",
+    sa.column("id", sa.Integer),
+    sa.column("mass_email_id", sa.Integer),
+    sa.column("queue_item_id", sa.Integer),
+    sa.column("contact_id", sa.Integer),
+    sa.column("event", sa.String),
+    sa.column("occurred_at", sa.DateTime(timezone=True)),
+    sa.column("detail", sa.JSON),
+)
+
+
+def queue_item_row(item_id: int, contact_id: int | None, email: str, status: str) -> dict[str, Any]:
+    sent_at = WHEN if status == "sent" else None
+    return {
+        "id": item_id,
+        "mass_email_id": 1,
+        "contact_id": contact_id,
+        "email": email,
+        "status": status,
+        "created_at": WHEN,
+        "sent_at": sent_at,
+        "open_count": 0,
+        "click_count": 0,
+    }
+
+
+def seed_0004_queue() -> None:
+    """Contacts, a sent mass email with three queue items (one whose contact
+    was deleted) and a log entry pointing at one of them."""
+    with db.engine.begin() as connection:
+        connection.execute(
+            sa.insert(contacts_0001),
+            [contact_row(1, "ann@example.com"), contact_row(2, "bob@example.org")],
+        )
+        connection.execute(
+            sa.insert(campaigns_0003),
+            {"id": 1, "name": "Spring", "type": "email", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(mass_emails_0003),
+            {"id": 1, "campaign_id": 1, "name": "March", "status": "complete", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(queue_items_0004),
+            [
+                queue_item_row(1, 1, "ann@example.com", "sent"),
+                queue_item_row(2, 2, "bob@example.org", "queued"),
+                queue_item_row(3, None, "gone@example.net", "sent"),
+            ],
+        )
+        connection.execute(
+            sa.insert(campaign_log_0004),
+            {
+                "id": 1,
+                "mass_email_id": 1,
+                "queue_item_id": 1,
+                "contact_id": 1,
+                "event": "sent",
+                "occurred_at": WHEN,
+                "detail": {},
+            },
+        )
+
+
+def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    seed_0004_queue()
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    assert schema_differences() == []
+    items = db.session.scalars(sa.select(QueueItem).order_by(QueueItem.id)).all()
+    assert [
+        (i.contact_id, i.status, i.attempts, i.last_reply, i.skip_reason, i.next_attempt_at)
+        for i in items
+    ] == [
+        (1, "sent", 0, "", "", None),
+        (2, "queued", 0, "", "", None),
+        (None, "sent", 0, "", "", None),
+    ]
+    # The rebuild on SQLite left the log entry pointing at its item.
+    assert db.session.scalar(sa.select(CampaignLogEntry.queue_item_id)) == 1
+    db.session.add(
+        QueueItem(id=4, mass_email_id=1, contact_id=None, email="x@example.net", created_at=WHEN)
+    )
+    db.session.flush()  # a second NULL contact is allowed
+    db.session.add(
+        QueueItem(id=5, mass_email_id=1, contact_id=1, email="ann@example.com", created_at=WHEN)
+    )
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+    db.session.add(
+        SendAttempt(id=1, queue_item_id=1, mass_email_id=1, runner_id="r1", claimed_at=WHEN)
+    )
+    db.session.commit()
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                queue_items_0004.c.id, queue_items_0004.c.contact_id, queue_items_0004.c.status
+            ).order_by(queue_items_0004.c.id)
+        ).all()
+        logged = connection.execute(sa.select(campaign_log_0004.c.queue_item_id)).scalar()
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
+        tables = set(sa.inspect(connection).get_table_names())
+    assert [tuple(row) for row in rows] == [(1, 1, "sent"), (2, 2, "queued"), (3, None, "sent")]
+    assert logged == 1
+    assert "attempts" not in columns and "send_attempts" not in tables

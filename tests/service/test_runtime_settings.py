@@ -43,6 +43,12 @@ def test_seeding_takes_the_config_defaults(app: Flask, session: Session, clock: 
     assert current.site_url == config.site_url
     assert current.open_tracking is False  # personal data: off until an admin turns it on
     assert current.mandatory_opt_out is True
+    assert (
+        current.max_attempts,
+        current.smtp_connections,
+        current.lease_seconds,
+        current.retry_base_seconds,
+    ) == (5, 4, 300, 300)
 
 
 def test_seeding_again_keeps_admin_changes(
@@ -64,6 +70,42 @@ def test_seeding_adds_only_a_missing_key(
     session.commit()
     assert seed_runtime_settings(session, app_settings(app), clock) == ["open_tracking"]
     assert get_runtime_settings(session).batch_size == 7
+
+
+DISPATCH_KEYS = ["lease_seconds", "max_attempts", "retry_base_seconds", "smtp_connections"]
+
+
+def test_seeding_adds_the_dispatch_keys_to_an_older_database(
+    app: Flask, session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    update_runtime_settings(session, {"max_per_hour": 50}, clock)
+    session.execute(delete(RuntimeSetting).where(RuntimeSetting.key.in_(DISPATCH_KEYS)))
+    session.commit()
+    assert sorted(seed_runtime_settings(session, app_settings(app), clock)) == DISPATCH_KEYS
+    session.commit()
+    current = get_runtime_settings(session)
+    assert (current.max_per_hour, current.max_attempts, current.lease_seconds) == (50, 5, 300)
+
+
+@pytest.mark.parametrize(
+    ("key", "lowest", "highest"),
+    [
+        ("max_attempts", 1, 50),
+        ("smtp_connections", 1, 32),
+        ("lease_seconds", 30, 3600),
+        ("retry_base_seconds", 10, 86_400),
+    ],
+)
+def test_dispatch_settings_accept_their_bounds(
+    session: Session,
+    clock: FixedClock,
+    seeded: RuntimeSettings,
+    key: str,
+    lowest: int,
+    highest: int,
+) -> None:
+    assert getattr(update_runtime_settings(session, {key: lowest}, clock), key) == lowest
+    assert getattr(update_runtime_settings(session, {key: str(highest)}, clock), key) == highest
 
 
 def test_update_converts_and_saves(
@@ -111,6 +153,14 @@ HOSTILE_VALUES: list[tuple[str, object]] = [
     ("site_url", "ftp://files.example.com"),
     ("site_url", "https://example.com/?q=1"),
     ("site_url", "https://example.com\r\nX: y"),
+    ("max_attempts", 0),
+    ("max_attempts", 51),
+    ("smtp_connections", 0),
+    ("smtp_connections", 33),
+    ("lease_seconds", 29),
+    ("lease_seconds", 3601),
+    ("retry_base_seconds", 9),
+    ("retry_base_seconds", 86_401),
     ("bounce_domain", "localhost"),
     ("bounce_domain", "bounce example.com"),
     ("not_a_setting", 1),
