@@ -19,11 +19,13 @@ Rules:
   builds the queue and then moves the mass email on.
 - Resume goes back to where the pause came from. The model keeps no
   ``paused_from`` column, so it is derived: a paused mass email whose queue
-  exists (any queue item) had started, and resumes to ``in_progress``;
-  without a queue it had not, and resumes to ``pending``, where the
-  dispatcher picks it up at its start time. ``transition`` refuses the other
-  target: resuming a started mass email to ``pending`` would build its queue
-  a second time and mail its recipients twice.
+  was built (``queue_built_at`` set, or any queue item) had started, and
+  resumes to ``in_progress`` (an empty audience builds an empty queue, and
+  that mass email had started too); without a queue it had not, and resumes
+  to ``pending``, where the dispatcher picks it up at its start time.
+  ``transition`` refuses the other target: resuming a started mass email to
+  ``pending`` would build its queue a second time and mail its recipients
+  twice.
 - A failure needs a reason. ``MassEmail`` has no column for one, so it is
   written to the campaign log: a ``failed`` entry of the mass email with no
   queue item and no contact, ``detail = {"scope": "mass_email", "reason":
@@ -92,9 +94,9 @@ def has_queue(session: Session, mass_email_id: int) -> bool:
 
 def resume_status(mass_email: MassEmail) -> MassEmailStatus:
     """Where a paused mass email resumes to: ``in_progress`` when its queue
-    exists, else ``pending`` (see the module's rules)."""
+    was built, else ``pending`` (see the module's rules)."""
     session = object_session(mass_email)
-    started = (
+    started = mass_email.queue_built_at is not None or (
         session is not None and mass_email.id is not None and has_queue(session, mass_email.id)
     )
     return S.IN_PROGRESS if started else S.PENDING

@@ -1,5 +1,10 @@
 """Queue item status: the one place where ``QueueItem.status`` changes.
 
+One exception: the initial status. ``app.services.queue_build.build_queue``
+inserts each item with its first status (queued, unsubscribed or error;
+dropped once suppression exists) set-based, in the ``INSERT … SELECT`` that
+builds the queue; every later change goes through this module.
+
 The table ``ALLOWED`` lists every legal transition. Three kinds:
 
 - Delivery (the dispatcher): queued → sending → sent, a retry back to
