@@ -9,7 +9,10 @@ The table ``ALLOWED`` lists every legal transition. Three kinds:
 
 - Delivery (the dispatcher): queued → sending → sent, a retry back to
   queued, or failed/bounced/interrupted; queued items can be dropped,
-  unsubscribed (opted out before their turn) or end in error.
+  unsubscribed (opted out before their turn) or end in error. A claimed
+  item (sending) meets the send-time checks: a contact who opted out since
+  the queue was built → unsubscribed, a suppressed address → dropped, an
+  invalid address or a message that cannot be built → error.
 - A person's retry: interrupted → queued. Nothing in doubt is resent
   without someone's say (DESIGN: never lose, never duplicate).
 - Engagement "upgrades" after delivery: sent → opened → clicked →
@@ -21,6 +24,13 @@ Not here yet: bounced/failed/dropped/error → queued ("resend once after the
 address was corrected") arrives with the dispatcher issue, which decides who
 may ask for it.
 
+Set-based forms: the dispatcher moves many items at once with one SQL
+statement each (``claim_queued``: queued → sending; ``interrupt_expired``:
+sending → interrupted; ``requeue_interrupted``: interrupted → queued).
+Each performs exactly one transition of the table, checks it against the
+table, and touches only rows in the transition's source status, so the
+rule that this module alone changes statuses stays true in bulk.
+
 Callers that only *might* change a status (engagement events) check with
 ``allowed`` first, or use ``transition_if_allowed``; ``transition`` itself
 refuses an illegal change with ``IllegalTransition``.
@@ -28,7 +38,11 @@ refuses an illegal change with ``IllegalTransition``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import Row, Select, select, update
+from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.models.queue import QueueItem, QueueItemStatus
@@ -37,7 +51,19 @@ S = QueueItemStatus
 
 ALLOWED: Mapping[QueueItemStatus, frozenset[QueueItemStatus]] = {
     S.QUEUED: frozenset({S.SENDING, S.DROPPED, S.UNSUBSCRIBED, S.ERROR}),
-    S.SENDING: frozenset({S.SENT, S.QUEUED, S.FAILED, S.BOUNCED, S.INTERRUPTED}),
+    S.SENDING: frozenset(
+        {
+            S.SENT,
+            S.QUEUED,
+            S.FAILED,
+            S.BOUNCED,
+            S.INTERRUPTED,
+            # Send-time checks (see the module's rules).
+            S.UNSUBSCRIBED,
+            S.DROPPED,
+            S.ERROR,
+        }
+    ),
     S.INTERRUPTED: frozenset({S.QUEUED}),
     S.SENT: frozenset({S.OPENED, S.CLICKED, S.UNSUBSCRIBED, S.BOUNCED, S.SPAM_REPORT}),
     S.OPENED: frozenset({S.CLICKED, S.UNSUBSCRIBED, S.BOUNCED, S.SPAM_REPORT}),
@@ -92,3 +118,82 @@ def transition_if_allowed(item: QueueItem, new_status: QueueItemStatus, clock: C
     if not allowed(QueueItemStatus(item.status), new_status):
         return False
     return transition(item, new_status, clock)
+
+
+# ----------------------------------------------------------------- set-based forms
+
+
+def _require(current: QueueItemStatus, new: QueueItemStatus) -> None:
+    if not allowed(current, new):
+        raise IllegalTransition(current, new)
+
+
+def claim_queued(
+    session: Session,
+    candidate_ids: Select[int],
+    *,
+    runner_id: str,
+    lease_expires_at: datetime,
+) -> Sequence[Row[int, int, int | None, str, int]]:
+    """queued → sending for the items ``candidate_ids`` selects, in one
+    ``UPDATE … WHERE id IN (…) RETURNING``: each gets ``claimed_by``, a
+    lease and one more attempt. Items no longer queued are left alone.
+    Returns ``(id, mass_email_id, contact_id, email, attempts)`` of the
+    items claimed. The caller holds the claim's transaction and lock."""
+    _require(S.QUEUED, S.SENDING)
+    # A MATERIALIZED CTE runs the candidates' SELECT exactly once. As a plain
+    # ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` PostgreSQL may rescan
+    # the subquery for each row (a nested-loop semi-join); a rescan then
+    # skips the rows this very UPDATE has just changed and yields the next
+    # n, so the statement claims far more than n.
+    picked = candidate_ids.cte("claimable").prefix_with("MATERIALIZED")
+    statement = (
+        update(QueueItem)
+        .where(QueueItem.id.in_(select(picked.c.id)), QueueItem.status == S.QUEUED)
+        .values(
+            status=S.SENDING,
+            claimed_by=runner_id,
+            lease_expires_at=lease_expires_at,
+            attempts=QueueItem.attempts + 1,
+        )
+        .returning(
+            QueueItem.id,
+            QueueItem.mass_email_id,
+            QueueItem.contact_id,
+            QueueItem.email,
+            QueueItem.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).all()
+
+
+def interrupt_expired(session: Session, now: datetime) -> list[int]:
+    """sending → interrupted for every item whose lease expired (``<=
+    now``): its runner is gone or too late, so whether its message left is
+    in doubt. Returns their ids. Nothing interrupted is resent without a
+    person's say (``requeue_interrupted``)."""
+    _require(S.SENDING, S.INTERRUPTED)
+    statement = (
+        update(QueueItem)
+        .where(QueueItem.status == S.SENDING, QueueItem.lease_expires_at <= now)
+        .values(status=S.INTERRUPTED)
+        .returning(QueueItem.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
+
+
+def requeue_interrupted(session: Session, mass_email_id: int) -> list[int]:
+    """interrupted → queued for the mass email's interrupted items, after a
+    person decided they may be sent (again). The attempt count is kept;
+    they are due at once. Returns their ids."""
+    _require(S.INTERRUPTED, S.QUEUED)
+    statement = (
+        update(QueueItem)
+        .where(QueueItem.mass_email_id == mass_email_id, QueueItem.status == S.INTERRUPTED)
+        .values(status=S.QUEUED, next_attempt_at=None, claimed_by=None, lease_expires_at=None)
+        .returning(QueueItem.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
