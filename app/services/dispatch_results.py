@@ -1,0 +1,303 @@
+"""What the dispatcher does with each claimed item: the send-time checks
+before it is handed to SMTP, and the SMTP result after.
+
+Every function here changes one item (statuses through
+``app.services.queue_status``), finishes its ``send_attempts`` row and
+commits, so each result is durable right after its reply and a crash loses
+at most the items in flight (which the lease turns into ``interrupted``).
+
+Results (SPEC §4):
+
+- ``accepted`` → ``sent`` (``sent_at``; ``last_code``/``last_reply`` keep the
+  reply, which holds the relay's queue id); campaign log ``sent``.
+- ``temporary`` (4xx, a dropped connection, a timeout) → back to
+  ``queued``, due after ``retry_base_seconds * 2**(attempts - 1)`` (at most
+  ``MAX_RETRY_DELAY``), while ``attempts < max_attempts``; else ``failed``
+  with campaign log ``failed``.
+- ``rejected_recipient`` (5xx to RCPT) → ``bounced``, ``bounce_kind``
+  ``hard``; the contact's address is marked invalid with the reply as the
+  reason (``suppress_hard_bounce``, the suppression list's hook); campaign
+  log ``bounced_hard``.
+- ``rejected`` (any other 5xx) → ``failed``, the reply kept; log ``failed``.
+- ``auth_failed`` → released (``release``): the relay refused our
+  credentials, not the message, so the attempt is not charged.
+- A result for an item that is no longer this runner's ``sending`` one
+  (its lease ran out and it became ``interrupted``) changes no status; the
+  reply is kept on its ledger row and, for an accepted message, on the item
+  (``last_reply`` says "accepted after the lease expired"), so the person
+  deciding about it can see that it left.
+
+Released claims (``release``: the tick ended before their turn, an
+authentication failure, a mass email that cannot be built) go back to
+``queued`` with their attempt uncharged and keep their ledger row
+(outcome ``released``); the quota counts it, erring on the safe side.
+
+Send-time checks (``check_contact``), for a contact changed since the queue
+was built: opted out → ``unsubscribed`` (``skip_reason``; not a campaign
+log event, since the opt-out itself was logged when it happened); a
+suppressed address (``is_suppressed``, the suppression list's hook) →
+``dropped``; deleted, or address marked invalid → ``error``. A message that
+cannot be built (``RecipientError``) → ``error`` with the reason. Skipped
+items keep their ledger row (outcome ``skipped``), uncharged.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.models import (
+    BounceKind,
+    CampaignLogEntry,
+    CampaignLogEvent,
+    Contact,
+    EmailStatus,
+    QueueItem,
+    QueueItemStatus,
+    SendAttempt,
+)
+from app.services import queue_status
+from app.services.dispatch import AttemptOutcome, Claim
+from app.services.runtime_settings import RuntimeSettings
+from app.services.transport import SendOutcome, SendResult
+
+log = logging.getLogger(__name__)
+
+S = QueueItemStatus
+MAX_RETRY_DELAY = timedelta(hours=24)
+LATE_ACCEPTED_PREFIX = "accepted after the lease expired: "
+
+
+class ItemOutcome(enum.StrEnum):
+    """What became of a claimed item in this tick."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SKIPPED = "skipped"
+    RELEASED = "released"
+    LATE = "late"  # no longer ours: the reply is only recorded
+
+
+def retry_delay(attempts: int, retry_base_seconds: int) -> timedelta:
+    """Exponential back-off: the base after the first attempt, doubling
+    after each further one, at most ``MAX_RETRY_DELAY``."""
+    exponent = min(max(attempts - 1, 0), 32)  # 2**32 base seconds is past any cap
+    return min(timedelta(seconds=retry_base_seconds * 2**exponent), MAX_RETRY_DELAY)
+
+
+# ----------------------------------------------------------------- hooks
+
+
+def is_suppressed(session: Session, address: str) -> bool:
+    """Hook for the suppression list (SPEC §5, the bounce issue): whether
+    ``address`` must not be mailed. Until the list exists nothing is
+    suppressed here; hard-bounced addresses are stopped by their contact
+    being marked invalid."""
+    return False
+
+
+def suppress_hard_bounce(
+    session: Session, item: QueueItem, reason: str, clock: Clock
+) -> Contact | None:
+    """A 5xx to RCPT: mark the item's contact's address invalid (reason =
+    the reply, with the time), when the contact still has that address.
+    Hook: the bounce issue adds the address to the suppression list here.
+    Returns the contact changed, if any."""
+    if item.contact_id is None:
+        return None
+    contact = session.get(Contact, item.contact_id)
+    if contact is None or (contact.email_lower or "") != item.email.casefold():
+        return None
+    contact.email_status = EmailStatus.INVALID
+    contact.email_status_reason = reason
+    contact.email_status_at = clock.now()
+    return contact
+
+
+# ----------------------------------------------------------------- send-time checks
+
+
+def check_contact(session: Session, claim: Claim, contact: Contact | None) -> tuple[S, str] | None:
+    """Why the claimed item must not be sent now, as (status, reason), or
+    None when it may be (see the module's rules)."""
+    if contact is None:
+        return S.ERROR, "the contact was deleted after the queue was built"
+    if contact.opted_out:
+        return S.UNSUBSCRIBED, "opted out after the queue was built"
+    if is_suppressed(session, claim.email):
+        return S.DROPPED, "the address is suppressed"
+    if contact.email_status == EmailStatus.INVALID:
+        why = contact.email_status_reason or "no reason given"
+        return S.ERROR, f"the address is marked invalid: {why}"
+    return None
+
+
+def skip(session: Session, claim: Claim, status: S, reason: str, clock: Clock) -> ItemOutcome:
+    """The claimed item is not sent: ``status`` with ``reason``; commits."""
+    now = clock.now()
+    item = _locked_item(session, claim)
+    _finish_attempt(session, claim, now, AttemptOutcome.SKIPPED, code=None, reply=reason)
+    if not _still_ours(item, claim):
+        session.commit()
+        return ItemOutcome.LATE
+    queue_status.transition(item, status, clock)
+    item.skip_reason = reason
+    item.attempts -= 1
+    item.lease_expires_at = None
+    if status == S.ERROR:
+        _log(session, item, CampaignLogEvent.ERROR, now, reason=reason)
+    elif status == S.DROPPED:
+        _log(session, item, CampaignLogEvent.DROPPED, now, reason=reason)
+    session.commit()
+    log.info("queue item %s not sent (%s): %s", claim.queue_item_id, status, reason)
+    return ItemOutcome.SKIPPED
+
+
+def release(session: Session, claims: list[Claim], clock: Clock, reason: str) -> int:
+    """Claims not handed to SMTP go back to ``queued``, their attempt not
+    charged, their ledger rows finished as ``released``; one commit.
+    Returns how many were still this runner's to release."""
+    now = clock.now()
+    released = 0
+    for claim in claims:
+        item = _locked_item(session, claim)
+        _finish_attempt(session, claim, now, AttemptOutcome.RELEASED, code=None, reply=reason)
+        if not _still_ours(item, claim):
+            continue
+        queue_status.transition(item, S.QUEUED, clock)
+        item.attempts -= 1
+        item.lease_expires_at = None
+        released += 1
+    session.commit()
+    return released
+
+
+# ----------------------------------------------------------------- results
+
+
+def record_result(
+    session: Session, claim: Claim, result: SendResult, clock: Clock, runtime: RuntimeSettings
+) -> ItemOutcome:
+    """Apply the SMTP ``result`` of a claimed item and commit (see the
+    module's rules). ``auth_failed`` is the caller's to handle (``release``)."""
+    if result.outcome is SendOutcome.AUTH_FAILED:
+        raise ValueError("an authentication failure releases the claim; see release()")
+    now = clock.now()
+    item = _locked_item(session, claim)
+    _finish_attempt(session, claim, now, result.outcome.value, code=result.code, reply=result.reply)
+    if not _still_ours(item, claim):
+        if result.accepted:
+            item.last_code = result.code
+            item.last_reply = LATE_ACCEPTED_PREFIX + result.reply
+        session.commit()
+        log.warning(
+            "queue item %s: %s reply after its claim ended (now %s)",
+            claim.queue_item_id,
+            result.outcome,
+            item.status,
+        )
+        return ItemOutcome.LATE
+    item.last_code = result.code
+    item.last_reply = result.reply
+    item.lease_expires_at = None
+    outcome = _apply(session, item, result, clock, runtime)
+    session.commit()
+    return outcome
+
+
+def _apply(
+    session: Session, item: QueueItem, result: SendResult, clock: Clock, runtime: RuntimeSettings
+) -> ItemOutcome:
+    now = clock.now()
+    reply = {"code": result.code, "reply": result.reply}
+    if result.outcome is SendOutcome.ACCEPTED:
+        queue_status.transition(item, S.SENT, clock)
+        _log(session, item, CampaignLogEvent.SENT, now, **reply)
+        return ItemOutcome.SENT
+    if result.outcome is SendOutcome.REJECTED_RECIPIENT:
+        queue_status.transition(item, S.BOUNCED, clock)
+        item.bounce_kind = BounceKind.HARD
+        suppress_hard_bounce(session, item, result.reply, clock)
+        _log(session, item, CampaignLogEvent.BOUNCED_HARD, now, at="rcpt", **reply)
+        return ItemOutcome.BOUNCED
+    if result.outcome is SendOutcome.TEMPORARY and item.attempts < runtime.max_attempts:
+        queue_status.transition(item, S.QUEUED, clock)
+        item.next_attempt_at = now + retry_delay(item.attempts, runtime.retry_base_seconds)
+        return ItemOutcome.RETRY
+    queue_status.transition(item, S.FAILED, clock)
+    why = "retries exhausted" if result.outcome is SendOutcome.TEMPORARY else "rejected"
+    _log(session, item, CampaignLogEvent.FAILED, now, reason=why, attempts=item.attempts, **reply)
+    return ItemOutcome.FAILED
+
+
+def record_in_doubt(session: Session, claim: Claim, error: str) -> None:
+    """The transport raised while the message was handed over: whether it
+    left is unknown. The item stays ``sending`` until its lease expires and
+    housekeeping makes it ``interrupted``; the error is kept on the ledger
+    row. Commits."""
+    session.execute(
+        update(SendAttempt).where(SendAttempt.id == claim.attempt_id).values(reply=error[:1000])
+    )
+    session.commit()
+    log.error("queue item %s in doubt: %s", claim.queue_item_id, error)
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _locked_item(session: Session, claim: Claim) -> QueueItem:
+    """The claimed item re-read under a row lock (PostgreSQL), so a
+    concurrent housekeeping or retry is seen, not overwritten."""
+    item = session.get(QueueItem, claim.queue_item_id, with_for_update=True, populate_existing=True)
+    if item is None:  # queue items are never deleted
+        raise LookupError(f"queue item {claim.queue_item_id} vanished")
+    return item
+
+
+def _still_ours(item: QueueItem, claim: Claim) -> bool:
+    """Whether the item is still in this claim's hands: ``sending``, by this
+    runner, under this lease (a runner id may claim the same item again in
+    a later tick)."""
+    return (
+        item.status == S.SENDING
+        and item.claimed_by == claim.runner_id
+        and item.lease_expires_at == claim.lease_expires_at
+    )
+
+
+def _finish_attempt(
+    session: Session,
+    claim: Claim,
+    now: datetime,
+    outcome: str,
+    *,
+    code: int | None,
+    reply: str,
+) -> None:
+    session.execute(
+        update(SendAttempt)
+        .where(SendAttempt.id == claim.attempt_id)
+        .values(finished_at=now, outcome=outcome, code=code, reply=reply[:1000])
+    )
+
+
+def _log(
+    session: Session, item: QueueItem, event: CampaignLogEvent, now: datetime, **detail: object
+) -> None:
+    session.add(
+        CampaignLogEntry(
+            mass_email_id=item.mass_email_id,
+            queue_item_id=item.id,
+            contact_id=item.contact_id,
+            event=event,
+            occurred_at=now,
+            detail={key: value for key, value in detail.items() if value is not None},
+        )
+    )

@@ -1,0 +1,367 @@
+"""One dispatcher tick: housekeeping, claim, send over several connections,
+commit each result, complete finished mass emails.
+
+Rules (besides those of ``app.services.dispatch`` and
+``app.services.dispatch_results``):
+
+- **Threads only talk SMTP.** The main thread builds each message (one
+  ``MessageFactory`` per mass email per tick) and hands it to a
+  ``TransportPool`` of ``smtp_connections`` threads, each with its own
+  transport; results come back to the main thread, which commits each one
+  as it arrives. A SQLAlchemy session is never shared between threads, and
+  a result is still durable right after its reply. At most
+  ``IN_FLIGHT_PER_CONNECTION`` messages per connection wait built in
+  memory, so memory stays flat whatever the batch size.
+- **Send deadline.** A message is not handed to SMTP later than
+  ``SEND_MARGIN`` (at most half the lease) before its claim's lease
+  expires, so a conversation still running when housekeeping may call the
+  item interrupted is unlikely; one that does is recorded as late.
+- **The tick ends early** on an authentication failure, a 421 reply (the
+  relay is closing the channel, RFC 5321 §3.8) or
+  ``CONNECTION_FAILURES_TO_STOP`` connection failures in a row (no reply at
+  all: refused, dropped, timed out). Conversations under way finish and are
+  recorded; the claims not yet handed over are released to ``queued``
+  without charging an attempt (their ledger rows stay, so the quota errs on
+  the safe side). The failure that ended the tick is charged like any
+  ``temporary`` result, except an authentication failure, which is not the
+  message's fault.
+- **Authentication failure** pauses every mass email in progress (the relay
+  serves them all) and writes the relay's reply to each one's campaign log
+  (event ``error``, no queue item, ``detail.scope = "mass_email"``,
+  ``detail.action = "paused"``); a person fixes the credentials and
+  resumes. A mass email whose messages cannot be built at all (no sender
+  profile, empty footer settings, content that does not compile) is paused
+  the same way, its claims released.
+- **In doubt.** A transport that raises leaves its item ``sending``; the
+  lease turns it ``interrupted``. Nothing in doubt is retried here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.models import (
+    CampaignLogEntry,
+    CampaignLogEvent,
+    Contact,
+    MassEmail,
+    MassEmailStatus,
+    QueueItemStatus,
+)
+from app.services import mass_email_status
+from app.services.composition import DkimKey
+from app.services.dispatch import (
+    ID_SLICE,
+    Claim,
+    claim_batch,
+    complete_finished,
+    housekeeping,
+)
+from app.services.dispatch_results import (
+    ItemOutcome,
+    check_contact,
+    record_in_doubt,
+    record_result,
+    release,
+    skip,
+)
+from app.services.messages import MessageError, MessageFactory, RecipientError
+from app.services.runtime_settings import RuntimeSettings
+from app.services.transport import SendOutcome
+from app.services.transport_pool import JobResult, SendJob, TransportFactory, TransportPool
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+CONNECTION_FAILURES_TO_STOP = 3
+IN_FLIGHT_PER_CONNECTION = 2
+SEND_MARGIN = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class MessageConfig:
+    """What building messages needs from the application: boot settings
+    (bounce address), the link-signing secret and the DKIM key."""
+
+    settings: Settings
+    secret_key: str
+    dkim_key: DkimKey | None
+
+
+@dataclass
+class TickResult:
+    """What one tick did, counted per item."""
+
+    interrupted: int = 0  # expired leases found by housekeeping
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0  # temporary failure, queued again after back-off
+    failed: int = 0
+    bounced: int = 0
+    skipped: int = 0  # send-time checks: unsubscribed, dropped, error
+    released: int = 0  # claimed but not handed to SMTP
+    in_doubt: int = 0
+    late: int = 0
+    completed: list[int] = field(default_factory=list)
+    paused: list[int] = field(default_factory=list)
+    stopped: str = ""  # why the tick ended early, if it did
+
+    def count(self, outcome: ItemOutcome) -> None:
+        attribute = {
+            ItemOutcome.SENT: "sent",
+            ItemOutcome.RETRY: "retried",
+            ItemOutcome.FAILED: "failed",
+            ItemOutcome.BOUNCED: "bounced",
+            ItemOutcome.SKIPPED: "skipped",
+            ItemOutcome.RELEASED: "released",
+            ItemOutcome.LATE: "late",
+        }[outcome]
+        setattr(self, attribute, getattr(self, attribute) + 1)
+
+
+def dispatch_tick(
+    session: Session,
+    transport_factory: TransportFactory,
+    clock: Clock,
+    runtime: RuntimeSettings,
+    runner_id: str,
+    *,
+    config: MessageConfig,
+) -> TickResult:
+    """One tick (see the module's rules). Commits as it goes: whatever the
+    session holds is committed first."""
+    tally = TickResult()
+    tally.interrupted = housekeeping(session, clock)
+    session.commit()
+    claims = claim_batch(session, runner_id, clock, runtime)
+    tally.claimed = len(claims)
+    if claims:
+        _Portion(session, clock, runtime, config, tally).send(claims, transport_factory)
+    tally.completed = complete_finished(session, clock)
+    session.commit()
+    return tally
+
+
+def send_deadline_margin(runtime: RuntimeSettings) -> timedelta:
+    return min(SEND_MARGIN, timedelta(seconds=runtime.lease_seconds / 2))
+
+
+def snapshot_contact(contact: Contact) -> Contact:
+    """A transient copy of ``contact``'s columns: it renders the message
+    while results are committed, which would expire the session's own."""
+    copy = Contact()
+    for attribute in inspect(Contact).column_attrs:
+        setattr(copy, attribute.key, getattr(contact, attribute.key))
+    return copy
+
+
+def pause_with_reason(session: Session, mass_email_id: int, reason: str, clock: Clock) -> bool:
+    """Pause the mass email if it is in progress, with ``reason`` in its
+    campaign log; commits. Returns whether it was paused."""
+    mass_email = session.get(MassEmail, mass_email_id, with_for_update=True, populate_existing=True)
+    if mass_email is None or mass_email.status != MassEmailStatus.IN_PROGRESS:
+        session.commit()
+        return False
+    mass_email_status.transition(mass_email, MassEmailStatus.PAUSED, clock)
+    session.add(
+        CampaignLogEntry(
+            mass_email_id=mass_email_id,
+            queue_item_id=None,
+            contact_id=None,
+            event=CampaignLogEvent.ERROR,
+            occurred_at=clock.now(),
+            detail={"scope": "mass_email", "action": "paused", "reason": reason},
+        )
+    )
+    session.commit()
+    log.error("mass email %s paused: %s", mass_email_id, reason)
+    return True
+
+
+class _Portion:
+    """The sending of one tick's claims."""
+
+    def __init__(
+        self,
+        session: Session,
+        clock: Clock,
+        runtime: RuntimeSettings,
+        config: MessageConfig,
+        tally: TickResult,
+    ) -> None:
+        self.session = session
+        self.clock = clock
+        self.runtime = runtime
+        self.config = config
+        self.tally = tally
+        self.claims: dict[int, Claim] = {}
+        self.handled: set[int] = set()
+        self.factories: dict[int, MessageFactory | None] = {}
+        self.unbuildable: dict[int, str] = {}
+        self.auth_error = ""
+        self.connection_failures = 0
+        self.margin = send_deadline_margin(runtime)
+
+    def send(self, claims: list[Claim], transport_factory: TransportFactory) -> None:
+        self.claims = {claim.queue_item_id: claim for claim in claims}
+        connections = self.runtime.smtp_connections
+        in_flight = connections * IN_FLIGHT_PER_CONNECTION
+        with TransportPool(transport_factory, connections, self.clock) as pool:
+            for start in range(0, len(claims), ID_SLICE):
+                if self.tally.stopped:
+                    break
+                chunk = claims[start : start + ID_SLICE]
+                contacts = self._contacts(chunk)
+                for claim in chunk:
+                    if self.tally.stopped:
+                        break
+                    job = self._job(claim, contacts.get(claim.contact_id or 0))
+                    if job is not None:
+                        pool.submit(job)
+                    self._collect(pool, block=pool.pending >= in_flight)
+            while pool.pending:
+                self._collect(pool, block=True)
+        self._finish()
+
+    # ------------------------------------------------------------ before SMTP
+
+    def _contacts(self, chunk: Iterable[Claim]) -> dict[int, Contact]:
+        ids = [claim.contact_id for claim in chunk if claim.contact_id is not None]
+        loaded = self.session.scalars(select(Contact).where(Contact.id.in_(ids)))
+        return {contact.id: snapshot_contact(contact) for contact in loaded}
+
+    def _job(self, claim: Claim, contact: Contact | None) -> SendJob | None:
+        """The claim's message, or None when it is not to be sent now (a
+        send-time check refused it, or its mass email cannot be built)."""
+        if claim.mass_email_id in self.unbuildable:
+            return None
+        problem = check_contact(self.session, claim, contact)
+        if problem is not None:
+            self._skip(claim, *problem)
+            return None
+        factory = self._factory(claim.mass_email_id)
+        if factory is None:
+            return None
+        try:
+            message = factory.build(
+                queue_item_id=claim.queue_item_id,
+                contact=contact,
+                to_address=claim.email,
+                now=self.clock.now(),
+            )
+        except RecipientError as error:
+            self._skip(claim, QueueItemStatus.ERROR, str(error))
+            return None
+        except MessageError as error:
+            self.unbuildable[claim.mass_email_id] = str(error)
+            return None
+        return SendJob(
+            key=claim.queue_item_id,
+            message=message.data,
+            envelope_from=message.envelope_from,
+            recipient=message.recipient,
+            deadline=claim.lease_expires_at - self.margin,
+        )
+
+    def _factory(self, mass_email_id: int) -> MessageFactory | None:
+        if mass_email_id not in self.factories:
+            mass_email = self.session.get(MassEmail, mass_email_id)
+            factory = None
+            try:
+                if mass_email is None:  # mass emails are never deleted
+                    raise MessageError(f"mass email {mass_email_id} vanished")
+                factory = MessageFactory.for_mass_email(
+                    self.session,
+                    mass_email,
+                    runtime=self.runtime,
+                    settings=self.config.settings,
+                    secret_key=self.config.secret_key,
+                    dkim_key=self.config.dkim_key,
+                )
+            except MessageError as error:
+                self.unbuildable[mass_email_id] = str(error)
+            self.factories[mass_email_id] = factory
+        return self.factories[mass_email_id]
+
+    def _skip(self, claim: Claim, status: QueueItemStatus, reason: str) -> None:
+        self.handled.add(claim.queue_item_id)
+        self.tally.count(skip(self.session, claim, status, reason, self.clock))
+
+    # ------------------------------------------------------------ after SMTP
+
+    def _collect(self, pool: TransportPool, *, block: bool) -> None:
+        for job_result in pool.completed(block=block):
+            self._handle(job_result)
+            if self.tally.stopped:
+                pool.cancel_waiting()  # released in _finish
+
+    def _handle(self, job_result: JobResult) -> None:
+        claim = self.claims[job_result.job.key]
+        self.handled.add(claim.queue_item_id)
+        result = job_result.result
+        if job_result.error:
+            record_in_doubt(self.session, claim, job_result.error)
+            self.tally.in_doubt += 1
+            return
+        if result is None:  # its turn came after the send deadline
+            self.tally.released += release(
+                self.session, [claim], self.clock, "the claim's lease was running out"
+            )
+            self._stop("the claims' lease was running out")
+            return
+        if result.outcome is SendOutcome.AUTH_FAILED:
+            self.auth_error = f"{result.code or ''} {result.reply}".strip()
+            self.tally.released += release(
+                self.session, [claim], self.clock, "SMTP authentication failed"
+            )
+            self._stop("SMTP authentication failed")
+            return
+        self.tally.count(record_result(self.session, claim, result, self.clock, self.runtime))
+        if result.code == 421:
+            self._stop(f"the relay is closing the connection: {result.code} {result.reply}")
+        elif result.outcome is SendOutcome.TEMPORARY and result.code is None:
+            self.connection_failures += 1
+            if self.connection_failures >= CONNECTION_FAILURES_TO_STOP:
+                self._stop(f"{self.connection_failures} connection failures in a row")
+        else:
+            self.connection_failures = 0
+
+    def _stop(self, reason: str) -> None:
+        if not self.tally.stopped:
+            self.tally.stopped = reason
+            log.warning("dispatch tick ends early: %s", reason)
+
+    def _finish(self) -> None:
+        """Release what was never handed over; pause what cannot send."""
+        unsent = [claim for key, claim in self.claims.items() if key not in self.handled]
+        if unsent:
+            reason = self.tally.stopped or "its mass email cannot be built"
+            self.tally.released += release(self.session, unsent, self.clock, reason)
+        paused: list[int] = []
+        if self.auth_error:
+            reason = f"SMTP authentication failed: {self.auth_error}"
+            for mass_email_id in _in_progress(self.session):
+                if pause_with_reason(self.session, mass_email_id, reason, self.clock):
+                    paused.append(mass_email_id)
+        for mass_email_id, error in self.unbuildable.items():
+            reason = f"its messages cannot be built: {error}"
+            if pause_with_reason(self.session, mass_email_id, reason, self.clock):
+                paused.append(mass_email_id)
+        self.tally.paused = paused
+
+
+def _in_progress(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(MassEmail.id)
+            .where(MassEmail.status == MassEmailStatus.IN_PROGRESS)
+            .order_by(MassEmail.id)
+        )
+    )
