@@ -27,6 +27,7 @@ def build_cli() -> click.Group:
     from app.cli.campaigns import campaigns_group
     from app.cli.contacts import contacts_group
     from app.cli.core import demo_command, init_command, run_command, settings_group, web_command
+    from app.cli.dispatch import dispatch_command, queue_group, status_command
     from app.cli.lists import audience_command, lists_group
     from app.cli.messages import send_test_command
 
@@ -42,6 +43,9 @@ def build_cli() -> click.Group:
         audience_command,
         send_test_command,
         campaigns_group,
+        dispatch_command,
+        queue_group,
+        status_command,
         migrations_group,
     ):
         cli.add_command(command)

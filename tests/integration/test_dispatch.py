@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
+from click.testing import CliRunner, Result
 from flask import Flask
+from flask.cli import ScriptInfo
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app import app_settings
+from app.cli import build_cli
 from app.clock import FixedClock
 from app.models import (
     BounceKind,
@@ -63,6 +66,7 @@ from app.services.runtime_settings import (
 )
 from app.services.target_lists import create_target_list
 from app.services.transport import SmtpSettings, SmtpTransport, Transport
+from app.web.public import CLOCK_CONFIG_KEY
 from tests.conftest import TEST_SECRET_KEY
 from tests.smtp_server import RunningServer, free_port, smtp_server
 
@@ -679,3 +683,100 @@ def test_claims_never_overlap_between_runners(world: World) -> None:
     assert len(set(ids)) == 10
     count = world.session.scalar(select(func.count()).select_from(SendAttempt))
     assert count == 10
+
+
+# ----------------------------------------------------------------- the command line
+
+
+def run_cli(world: World, *args: str, smtp_url: str = "") -> Result:
+    settings = app_settings(world.app)
+    url = smtp_url or f"smtp://{world.server.host}:{world.server.port}?timeout=5"
+    world.app.config["SLUICE_SETTINGS"] = replace(settings, smtp_url=url)
+    world.app.config[CLOCK_CONFIG_KEY] = world.clock
+    world.session.commit()
+    return CliRunner().invoke(build_cli(), list(args), obj=ScriptInfo(create_app=lambda: world.app))
+
+
+def test_dispatch_once_starts_due_mass_emails_and_sends_a_portion(world: World) -> None:
+    world.set(batch_size=3)
+    mass_email = world.start("March", addresses("ann", 4))
+
+    first = run_cli(world, "dispatch", "--once")
+    second = run_cli(world, "dispatch", "--once")
+
+    assert first.exit_code == 0, first.output
+    assert "Claimed 3: sent 3," in first.output
+    assert "Claimed 1: sent 1," in second.output
+    assert f"Completed mass email(s) {mass_email.id}." in second.output
+    world.assert_never_twice()
+
+
+def test_dispatch_needs_once(world: World) -> None:
+    result = run_cli(world, "dispatch")
+    assert result.exit_code == 2 and "needs --once" in result.output
+
+
+def test_dispatch_once_fails_loudly_when_it_had_to_pause(
+    app: Flask, session: Session, clock: FixedClock
+) -> None:
+    with smtp_server(credentials=("sluice", "right")) as server:
+        world = make_world(app, session, clock, server)
+        mass_email = world.start("March", addresses("ann", 2))
+        url = f"smtp://sluice:wrong@{server.host}:{server.port}?timeout=5"
+
+        result = run_cli(world, "dispatch", "--once", smtp_url=url)
+
+        assert result.exit_code == 1
+        assert "The tick ended early: SMTP authentication failed." in result.output
+        assert f"paused mass email(s) {mass_email.id}" in result.output
+
+
+def test_status_prints_counts_and_an_estimate_under_the_quota(world: World) -> None:
+    world.set(max_per_hour=100, batch_size=100)
+    mass_email = world.start("March", addresses("ann", 250))
+    world.tick()  # 100 sent; the window is full for an hour
+
+    result = run_cli(world, "status", str(mass_email.id))
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"Mass email {mass_email.id} (March): in_progress"
+    assert "  queued              150" in lines and "  sent                100" in lines
+    assert "Quota left in the current hour (all mass emails): 0" in lines
+    # A slot opens at 10:00; 150 more at 100/h take 1 h 30 min.
+    assert lines[-1] == "Estimated end: 2026-03-02 11:30 UTC (in about 2 h 30 min) at ~100/h"
+
+
+def test_status_shares_the_pace_and_has_no_estimate_while_paused(world: World) -> None:
+    world.set(max_per_hour=1000, batch_size=10)  # 10 per minute: 600/h
+    first = world.start("March", addresses("ann", 30))
+    world.start("April", addresses("bob", 30))
+
+    shared = run_cli(world, "status", str(first.id))
+    pause_mass_email(world.session, first, world.clock)
+    paused = run_cli(world, "status", str(first.id))
+
+    assert shared.output.splitlines()[-1] == (
+        "Estimated end: 2026-03-02 09:06 UTC (in about 6 min) at ~300/h,"
+        " shared with 1 other mass email(s)"
+    )
+    assert paused.output.splitlines()[-1] == "No estimate while it is paused."
+    assert "no mass email with id 99" in run_cli(world, "status", "99").output
+
+
+def test_queue_retry_interrupted_from_the_command_line(world: World) -> None:
+    mass_email = world.start("March", addresses("ann", 3))
+    world.set(batch_size=2)
+    claim_batch(world.session, "dead-runner", world.clock, world.runtime)
+    world.clock.advance(timedelta(seconds=300))
+    housekeeping(world.session, world.clock)
+
+    result = run_cli(world, "queue", "retry-interrupted", str(mass_email.id))
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        f"2 interrupted item(s) of mass email {mass_email.id} are queued again."
+    )
+    assert world.statuses(mass_email) == Counter({Q.QUEUED: 3})
+    refused = run_cli(world, "queue", "retry-interrupted", "99")
+    assert refused.exit_code == 1 and "no mass email with id 99" in refused.output

@@ -1,0 +1,181 @@
+"""``sluice dispatch --once``, ``sluice queue retry-interrupted`` and
+``sluice status``: the dispatcher from the command line (cron, operators)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy.orm import Session
+
+from app import app_dkim_key, app_settings
+from app.clock import Clock, SystemClock
+from app.extensions import current_session
+from app.models import QueueItemStatus
+from app.models.queue import RUNNER_ID_MAX_LENGTH
+from app.services.dispatch import DispatchError, retry_interrupted
+from app.services.dispatch_send import MessageConfig, TickResult, dispatch_tick
+from app.services.dispatch_status import Progress, mass_email_progress
+from app.services.queue_build import activate_due
+from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
+from app.services.transport import SmtpSettings, SmtpTransport, Transport, parse_smtp_url
+from app.web.public import CLOCK_CONFIG_KEY
+
+SMTP_URL_EXAMPLE = "smtp://user:password@relay.example.com:587?starttls=1"
+
+
+def _clock() -> Clock:
+    """The app's clock: a test may set one in the config, else the system's."""
+    clock = current_app.config.get(CLOCK_CONFIG_KEY)
+    return clock if clock is not None else SystemClock()
+
+
+def _runtime(session: Session) -> RuntimeSettings:
+    try:
+        return get_runtime_settings(session)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _smtp_settings() -> SmtpSettings:
+    """The relay of ``SLUICE_SMTP_URL``; a clear error when it is missing or bad."""
+    smtp_url = app_settings(current_app).smtp_url
+    if not smtp_url:
+        raise click.ClickException(
+            f"no SMTP relay is configured: set SLUICE_SMTP_URL (e.g. {SMTP_URL_EXAMPLE})"
+        )
+    try:
+        return parse_smtp_url(smtp_url)
+    except ValueError as error:
+        raise click.ClickException(f"SLUICE_SMTP_URL: {error}") from None
+
+
+def runner_id() -> str:
+    """This process's id in claims: host, process id and a random part (a
+    restarted process on the same host is another runner)."""
+    suffix = f":{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return socket.gethostname()[: RUNNER_ID_MAX_LENGTH - len(suffix)] + suffix
+
+
+def _summary(started: list[int], result: TickResult) -> list[str]:
+    lines = []
+    if started:
+        lines.append(f"Started mass email(s) {', '.join(map(str, started))}.")
+    lines.append(
+        f"Claimed {result.claimed}: sent {result.sent}, retry later {result.retried}, "
+        f"failed {result.failed}, bounced {result.bounced}, not sent {result.skipped}, "
+        f"released {result.released}, in doubt {result.in_doubt}."
+    )
+    if result.interrupted:
+        lines.append(
+            f"{result.interrupted} item(s) found with an expired lease are now interrupted; "
+            "`sluice queue retry-interrupted MASS_EMAIL_ID` sends them again."
+        )
+    if result.completed:
+        lines.append(f"Completed mass email(s) {', '.join(map(str, result.completed))}.")
+    if result.stopped:
+        lines.append(f"The tick ended early: {result.stopped}.")
+    return lines
+
+
+@click.command("dispatch")
+@click.option("--once", is_flag=True, help="Run one tick and exit (for cron).")
+@with_appcontext
+def dispatch_command(once: bool) -> None:
+    """Start due mass emails and send one portion under the hourly quota.
+    Exits non-zero when sending had to be paused (see the message)."""
+    if not once:
+        raise click.UsageError(
+            "`sluice dispatch` runs one tick and needs --once; run it every minute from "
+            "cron or a systemd timer"
+        )
+    session = current_session()
+    clock = _clock()
+    runtime = _runtime(session)
+    smtp = _smtp_settings()
+
+    def transport_factory() -> Transport:
+        return SmtpTransport(smtp)
+
+    config = MessageConfig(
+        app_settings(current_app), str(current_app.config["SECRET_KEY"]), app_dkim_key(current_app)
+    )
+    started = activate_due(session, clock)
+    result = dispatch_tick(session, transport_factory, clock, runtime, runner_id(), config=config)
+    for line in _summary(started, result):
+        click.echo(line)
+    if result.paused:
+        paused = ", ".join(map(str, result.paused))
+        raise click.ClickException(
+            f"paused mass email(s) {paused}: see their campaign log, fix the cause and resume"
+        )
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """The send queue of mass emails."""
+
+
+@queue_group.command("retry-interrupted")
+@click.argument("mass_email_id", type=int)
+@with_appcontext
+def retry_interrupted_command(mass_email_id: int) -> None:
+    """Send MASS_EMAIL_ID's interrupted items again. Their runner stopped
+    mid-conversation, so some may have arrived already: decide first."""
+    session = current_session()
+    try:
+        count = retry_interrupted(session, mass_email_id, _clock())
+    except DispatchError as error:
+        session.rollback()
+        raise click.ClickException(str(error)) from None
+    session.commit()
+    click.echo(f"{count} interrupted item(s) of mass email {mass_email_id} are queued again.")
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    minutes = max(0, round((moment - now).total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    span = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return f"{moment:%Y-%m-%d %H:%M} UTC (in about {span})"
+
+
+def progress_lines(progress: Progress, now: datetime) -> list[str]:
+    lines = [f"Mass email {progress.mass_email_id} ({progress.name}): {progress.status}"]
+    for status in QueueItemStatus:
+        count = progress.counts.get(status, 0)
+        if count:
+            lines.append(f"  {status.value:<13} {count:>9}")
+    lines.append(f"  {'total':<13} {progress.total:>9}")
+    lines.append(f"Quota left in the current hour (all mass emails): {progress.quota_left}")
+    if progress.eta is not None:
+        shared = (
+            f", shared with {progress.sharing_with} other mass email(s)"
+            if progress.sharing_with
+            else ""
+        )
+        lines.append(
+            f"Estimated end: {_when(progress.eta, now)} at ~{progress.hourly_pace:.0f}/h{shared}"
+        )
+    elif progress.remaining:
+        lines.append(f"No estimate while it is {progress.status}.")
+    return lines
+
+
+@click.command("status")
+@click.argument("mass_email_id", type=int)
+@with_appcontext
+def status_command(mass_email_id: int) -> None:
+    """Counts per recipient status of MASS_EMAIL_ID and when it should be done."""
+    session = current_session()
+    clock = _clock()
+    try:
+        progress = mass_email_progress(session, mass_email_id, clock, _runtime(session))
+    except DispatchError as error:
+        raise click.ClickException(str(error)) from None
+    for line in progress_lines(progress, clock.now()):
+        click.echo(line)
