@@ -10,14 +10,14 @@ flat whatever the audience's size. The rules:
    the SQL (a ``CASE``; this is the one place a queue-item status is set
    outside ``app.services.queue_status``):
 
-   ============== ============== ==========================================
-   category       status         ``skip_reason``
-   ============== ============== ==========================================
-   recipient      queued         ''
-   opted_out      unsubscribed   opted out of mass email
-   invalid        error          invalid address: <the contact's reason>
-   no_address     error          no email address
-   ============== ============== ==========================================
+   =============== ============= ========================================
+   category        status        ``skip_reason``
+   =============== ============= ========================================
+   recipient       queued        (empty)
+   opted_out       unsubscribed  opted out of mass email
+   invalid_address error         invalid address: <the contact's reason>
+   no_address      error         no email address
+   =============== ============= ========================================
 
    A recipient whose address is suppressed becomes ``dropped``
    ("suppressed address") once ``suppressed_address`` has a suppression
@@ -191,8 +191,9 @@ def _skip_reason(
 
 
 def _invalid_address_reason(contact_id: ColumnElement[int]) -> ColumnElement[str]:
-    """ "invalid address: <reason>", the contact's ``email_status_reason``
-    read by a correlated subquery that runs for invalid rows only."""
+    """The skip reason of an invalid address, ``invalid address: <the
+    contact's email_status_reason>`` (just ``invalid address`` without
+    one), read by a correlated subquery that runs for invalid rows only."""
     reason = (
         select(func.coalesce(Contact.email_status_reason, ""))
         .where(Contact.id == contact_id)
@@ -234,10 +235,10 @@ def _due(clock: Clock) -> tuple[ColumnElement[bool], ...]:
 
 def activate_due(session: Session, clock: Clock) -> list[int]:
     """Build the queue of every due pending mass email and move it to
-    ``in_progress``, each in its own committed transaction; returns the ids
-    started. A mass email another runner holds is skipped (it is that
-    runner's to start); one whose queue cannot be built fails with the
-    reason (rule 4)."""
+    ``in_progress``, each in its own committed transaction (the session's
+    open transaction is committed first); returns the ids started. A mass
+    email another runner holds is skipped (it is that runner's to start);
+    one whose queue cannot be built fails with the reason (rule 4)."""
     session.commit()
     started = []
     for mass_email_id in due_mass_email_ids(session, clock):

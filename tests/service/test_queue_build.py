@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import app_settings
 from app.clock import FixedClock
+from app.extensions import db
 from app.models import (
     Campaign,
     CampaignLogEntry,
@@ -300,6 +301,29 @@ def test_activate_due_starts_only_the_due_pending_mass_emails(
     assert activate_due(session, clock) == [later.id]
     assert later.status == M.IN_PROGRESS
     assert count_items(session, later.id) == 5
+
+
+def test_activate_due_skips_a_mass_email_another_runner_holds(
+    app: Flask, session: Session, clock: FixedClock
+) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
+    scene = make_scene(session, clock)
+    held = make_mass_email(session, scene, clock, "Held")
+    free = make_mass_email(session, scene, clock, "Free")
+    schedule(app, session, clock, held)
+    schedule(app, session, clock, free)
+    session.commit()
+
+    other_runner = db.engine.connect()
+    try:
+        other_runner.execute(select(MassEmail.id).where(MassEmail.id == held.id).with_for_update())
+        assert activate_due(session, clock) == [free.id]
+        assert (held.status, count_items(session, held.id)) == (M.PENDING, 0)
+    finally:
+        other_runner.rollback()
+        other_runner.close()
+    assert activate_due(session, clock) == [held.id]
 
 
 def test_activate_due_fails_a_pending_mass_email_without_a_snapshot(
