@@ -6,6 +6,7 @@ cancel, leases and interrupted items, completion — and never a message twice.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -65,7 +66,7 @@ from app.services.runtime_settings import (
     update_runtime_settings,
 )
 from app.services.target_lists import create_target_list
-from app.services.transport import SmtpSettings, SmtpTransport, Transport
+from app.services.transport import SendResult, SmtpSettings, SmtpTransport, Transport
 from app.web.public import CLOCK_CONFIG_KEY
 from tests.conftest import TEST_SECRET_KEY
 from tests.smtp_server import RunningServer, free_port, smtp_server
@@ -780,3 +781,96 @@ def test_queue_retry_interrupted_from_the_command_line(world: World) -> None:
     assert world.statuses(mass_email) == Counter({Q.QUEUED: 3})
     refused = run_cli(world, "queue", "retry-interrupted", "99")
     assert refused.exit_code == 1 and "no mass email with id 99" in refused.output
+
+
+# ----------------------------------------------------------------- faults at our edge
+
+
+class RaisingTransport:
+    """A transport whose ``send`` raises: a bug in our own code, not an SMTP
+    error (those come back as results)."""
+
+    def send(self, message: bytes, envelope_from: str, recipient: str) -> SendResult:
+        raise RuntimeError("transport bug")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_transport_that_raises_leaves_the_item_in_doubt_for_the_lease(world: World) -> None:
+    world.set(smtp_connections=1)
+    mass_email = world.start("March", ["ann@example.org"])
+
+    result = world.tick(transport_factory=RaisingTransport)
+
+    assert (result.in_doubt, result.sent, result.retried) == (1, 0, 0)
+    assert world.item("ann@example.org").status == Q.SENDING
+    [attempt] = world.attempts_of("ann@example.org")
+    assert attempt.finished_at is None and "transport bug" in attempt.reply
+    world.clock.advance(timedelta(seconds=300))
+    assert world.tick().interrupted == 1
+    assert world.statuses(mass_email) == Counter({Q.INTERRUPTED: 1})
+    [attempt] = world.attempts_of("ann@example.org")
+    assert attempt.outcome == "interrupted"
+
+
+def test_a_mass_email_whose_messages_cannot_be_built_is_paused_with_the_reason(
+    world: World,
+) -> None:
+    mass_email = world.start("March", addresses("ann", 2))
+    mass_email.campaign.sender_profile_id = None
+    world.session.commit()
+
+    result = world.tick()
+
+    assert (result.released, result.paused) == (2, [mass_email.id])
+    assert world.status_of(mass_email) == M.PAUSED
+    [error] = world.log(CampaignLogEvent.ERROR)
+    assert "has no sender profile" in error.detail["reason"]
+    assert all(item.attempts == 0 for item in world.items(mass_email))
+
+
+# ----------------------------------------------------------------- several runners at once
+
+
+def test_runners_in_parallel_split_the_queue_without_duplicates_under_one_quota(
+    world: World,
+) -> None:
+    world.set(max_per_hour=150, batch_size=20, smtp_connections=2)
+    mass_email = world.start("March", addresses("ann", 120))
+    world.start("April", addresses("bob", 80))
+    failures: list[BaseException] = []
+    engine = world.session.get_bind()  # Flask-SQLAlchemy finds it in the app context
+
+    def runner(name: str) -> None:
+        session = Session(engine)
+        try:
+            for _ in range(12):
+                dispatch_tick(
+                    session,
+                    world.transport,
+                    world.clock,
+                    get_runtime_settings(session),
+                    name,
+                    config=MessageConfig(app_settings(world.app), TEST_SECRET_KEY, None),
+                )
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=runner, args=(f"runner-{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert len(world.received()) == 150  # the hour's quota, and not one more
+    world.assert_never_twice()
+    world.clock.advance(QUOTA_WINDOW)
+    while world.tick().claimed:
+        pass
+    assert len(world.received()) == 200
+    assert world.statuses(mass_email) == Counter({Q.SENT: 120})
+    world.assert_never_twice()
