@@ -113,7 +113,7 @@ def suppress_hard_bounce(
     if item.contact_id is None:
         return None
     contact = session.get(Contact, item.contact_id)
-    if contact is None or (contact.email_lower or "") != item.email.casefold():
+    if contact is None or (contact.email_lower or "") != item.email.lower():
         return None
     contact.email_status = EmailStatus.INVALID
     contact.email_status_reason = reason

@@ -143,7 +143,7 @@ class World:
                 [
                     {
                         "email": address,
-                        "email_lower": address.casefold(),
+                        "email_lower": address.lower(),
                         "first_name": address.split("@")[0].title(),
                         "custom_fields": {},
                         "created_at": now,
