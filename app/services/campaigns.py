@@ -509,7 +509,6 @@ def add_mass_email(
     time); ``name`` defaults to the subject."""
     _require_not_deleted(campaign)
     mass_email = MassEmail(
-        campaign=campaign,
         name=_line("name", name, max_length=NAME_MAX_LENGTH)
         if name is not None
         else _default_name(session, template_id, content),
@@ -518,6 +517,9 @@ def add_mass_email(
         start_at=_start_time(start_at, send_now, clock),
     )
     _set_content(session, mass_email, template_id, content)
+    # Attached only once valid: ``campaign=`` cascades the row into the
+    # session, and a refused draft must never reach a later commit.
+    mass_email.campaign = campaign
     session.add(mass_email)
     session.flush()
     return mass_email

@@ -330,6 +330,35 @@ def test_a_mass_email_takes_a_template_or_content_of_its_own(
     assert refused.value.field == "body_html"
 
 
+def test_a_mass_email_from_a_template_not_yet_loaded_in_the_session(
+    session: Session, clock: FixedClock
+) -> None:
+    # As in a web request: the template is only known by id. Looking it up
+    # must not flush the half-built mass email (an SAWarning, an error here).
+    setup = make_setup(session, clock)
+    session.commit()
+    template_id, campaign_id = setup.template.id, setup.campaign.id
+    session.expunge_all()
+    campaign = session.get(Campaign, campaign_id)
+    assert campaign is not None
+    added = add_mass_email(session, campaign, template_id=template_id, clock=clock)
+    assert (added.template_id, added.name) == (template_id, "Spring sale for {{ FIRST_NAME }}")
+
+
+def test_a_refused_mass_email_never_reaches_the_database(
+    session: Session, clock: FixedClock
+) -> None:
+    setup = make_setup(session, clock)
+    session.commit()
+    before = session.scalar(select(func.count()).select_from(MassEmail))
+    with pytest.raises(CampaignError):
+        add_mass_email(
+            session, setup.campaign, content=TemplateSource("Hi", "<p>{{ x </p>"), clock=clock
+        )
+    session.commit()  # a caller that commits anyway must not store a ghost draft
+    assert session.scalar(select(func.count()).select_from(MassEmail)) == before
+
+
 def test_start_times(session: Session, clock: FixedClock) -> None:
     setup = make_setup(session, clock)
     now = clock.now()
