@@ -51,7 +51,7 @@ from app.services.queue_build import (
 )
 from app.services.runtime_settings import get_runtime_settings, seed_runtime_settings
 from app.services.target_lists import add_members, create_target_list
-from tests.conftest import TEST_SECRET_KEY, add_contact
+from tests.conftest import TEST_SECRET_KEY, add_contact, postgresql_only
 from tests.service.test_audience import World, hypothesis_settings, store, worlds
 
 Q = QueueItemStatus
@@ -303,11 +303,10 @@ def test_activate_due_starts_only_the_due_pending_mass_emails(
     assert count_items(session, later.id) == 5
 
 
+@postgresql_only
 def test_activate_due_skips_a_mass_email_another_runner_holds(
     app: Flask, session: Session, clock: FixedClock
 ) -> None:
-    if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
     scene = make_scene(session, clock)
     held = make_mass_email(session, scene, clock, "Held")
     free = make_mass_email(session, scene, clock, "Free")
