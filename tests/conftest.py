@@ -27,11 +27,16 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app import MIGRATIONS_DIR, create_app
+from app import MIGRATIONS_DIR, app_settings, create_app
 from app.clock import FixedClock
 from app.extensions import db
 from app.models import Contact
 from app.services.contacts import ContactInput, save_contact
+from app.services.runtime_settings import (
+    RuntimeSettings,
+    get_runtime_settings,
+    seed_runtime_settings,
+)
 from config import load_settings
 
 REQUIRE_SERVICES = os.environ.get("SLUICE_REQUIRE_SERVICES") == "1"
@@ -191,6 +196,13 @@ def empty_app(empty_database_url: str, tmp_path: Path) -> Iterator[Flask]:
 @pytest.fixture
 def session(app: Flask) -> Session:
     return db.session()
+
+
+@pytest.fixture
+def runtime(app: Flask, session: Session, clock: FixedClock) -> RuntimeSettings:
+    """The runtime settings as ``sluice init`` seeds them (not committed)."""
+    seed_runtime_settings(session, app_settings(app), clock)
+    return get_runtime_settings(session)
 
 
 @pytest.fixture

@@ -52,8 +52,6 @@ from app.services.campaigns import (
 from app.services.rendering import TemplateSource
 from app.services.runtime_settings import (
     RuntimeSettings,
-    get_runtime_settings,
-    seed_runtime_settings,
 )
 from app.services.target_lists import add_members, create_target_list
 from tests.conftest import TEST_SECRET_KEY, add_contact
@@ -64,12 +62,6 @@ BODY = (
     '<p><a href="https://example.com/sale">See the sale</a></p>\n'
     '<p><a href="https://example.com/shop">Shop</a></p>'
 )
-
-
-@pytest.fixture
-def runtime(app: Flask, session: Session, clock: FixedClock) -> RuntimeSettings:
-    seed_runtime_settings(session, app_settings(app), clock)
-    return get_runtime_settings(session)
 
 
 def template_input(name: str = "Spring", **changes: str | None) -> TemplateInput:

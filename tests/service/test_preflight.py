@@ -32,7 +32,6 @@ from app.services.rendering import TemplateSource
 from app.services.runtime_settings import (
     RuntimeSettings,
     get_runtime_settings,
-    seed_runtime_settings,
     update_runtime_settings,
 )
 from app.services.snapshots import take_snapshot
@@ -42,12 +41,6 @@ from tests.conftest import TEST_SECRET_KEY, add_contact
 from tests.service.test_campaigns import BODY, Setup, make_setup
 
 NO_SPAMASSASSIN = "sluice-test-no-such-spamassassin"
-
-
-@pytest.fixture
-def runtime(app: Flask, session: Session, clock: FixedClock) -> RuntimeSettings:
-    seed_runtime_settings(session, app_settings(app), clock)
-    return get_runtime_settings(session)
 
 
 def run(
