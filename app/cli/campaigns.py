@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
 from app import app_dkim_key, app_settings
+from app.cli.common import unit_of_work
 from app.clock import SystemClock
 from app.extensions import db
 from app.models import Campaign, MassEmail
@@ -134,7 +135,7 @@ def campaigns_schedule(
     """Schedule draft MASS_EMAIL_ID to start at --at, or now."""
     session = _session()
     mass_email = _mass_email(session, mass_email_id)
-    try:
+    with unit_of_work(CampaignError):
         findings = schedule_mass_email(
             session,
             mass_email,
@@ -146,10 +147,6 @@ def campaigns_schedule(
             clock=SystemClock(),
             dkim_key=app_dkim_key(current_app),
         )
-    except CampaignError as error:
-        session.rollback()
-        raise click.ClickException(str(error)) from None
-    session.commit()
     _echo_findings(findings)
     assert mass_email.start_at is not None
     click.echo(f"Scheduled mass email {mass_email.id} for {mass_email.start_at.isoformat()}.")
@@ -160,13 +157,8 @@ def campaigns_schedule(
 @with_appcontext
 def campaigns_copy(mass_email_id: int) -> None:
     """Copy MASS_EMAIL_ID into a new draft (subject "COPY #n …")."""
-    session = _session()
-    try:
+    with unit_of_work(CampaignError) as session:
         copy = copy_mass_email(session, _mass_email(session, mass_email_id), SystemClock())
-    except CampaignError as error:
-        session.rollback()
-        raise click.ClickException(str(error)) from None
-    session.commit()
     click.echo(f"Created draft {copy.id}: {copy.subject}")
 
 
@@ -183,15 +175,10 @@ def tracking_url_group() -> None:
 @with_appcontext
 def tracking_url_add(campaign_id: int, name: str, url: str) -> None:
     """Give CAMPAIGN_ID the tracking URL NAME pointing at URL."""
-    session = _session()
-    try:
+    with unit_of_work(CampaignError) as session:
         tracking = add_tracking_url(
             session, _campaign(session, campaign_id), name, url, SystemClock()
         )
-    except CampaignError as error:
-        session.rollback()
-        raise click.ClickException(str(error)) from None
-    session.commit()
     click.echo(f"Added tracking URL {tracking.name!r}: {tracking.url}")
 
 
@@ -214,11 +201,6 @@ def tracking_url_list(campaign_id: int) -> None:
 def tracking_url_remove(campaign_id: int, name: str) -> None:
     """Remove tracking URL NAME from CAMPAIGN_ID (mass emails already
     scheduled keep it)."""
-    session = _session()
-    try:
+    with unit_of_work(CampaignError) as session:
         remove_tracking_url(session, _campaign(session, campaign_id), name)
-    except CampaignError as error:
-        session.rollback()
-        raise click.ClickException(str(error)) from None
-    session.commit()
     click.echo(f"Removed tracking URL {name.strip()!r}.")

@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from app import MIGRATIONS_DIR, app_settings
+from app.cli.common import unit_of_work
 from app.clock import SystemClock
 from app.extensions import current_session, db
 from app.services.demo import DemoDataError, load_demo_data
@@ -36,14 +37,10 @@ def init_command() -> None:
         seeded = seed_runtime_settings(current_session(), settings, clock)
     except ConfigError as error:
         raise click.ClickException(f"configuration error: {error}") from None
-    try:
+    with unit_of_work(ValueError):
         admin = ensure_first_admin(
             current_session(), clock, settings.admin_email, settings.admin_password
         )
-    except ValueError as error:
-        db.session.rollback()
-        raise click.ClickException(str(error)) from None
-    db.session.commit()
     if seeded:
         click.echo(f"Seeded {len(seeded)} runtime settings from the configuration.")
     if admin is not None:
@@ -62,12 +59,8 @@ def init_command() -> None:
 @with_appcontext
 def demo_command(if_empty: bool) -> None:
     """Load demo contacts, target lists, a template and a draft campaign."""
-    try:
+    with unit_of_work(DemoDataError, LookupError):
         summary = load_demo_data(current_session(), SystemClock(), only_if_empty=if_empty)
-    except (DemoDataError, LookupError) as error:
-        db.session.rollback()
-        raise click.ClickException(str(error)) from None
-    db.session.commit()
     click.echo(summary)
 
 

@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
 from app import app_dkim_key, app_settings
+from app.cli.common import unit_of_work
 from app.clock import Clock, SystemClock
 from app.extensions import current_session
 from app.models import QueueItemStatus
@@ -127,13 +128,8 @@ def queue_group() -> None:
 def retry_interrupted_command(mass_email_id: int) -> None:
     """Send MASS_EMAIL_ID's interrupted items again. Their runner stopped
     mid-conversation, so some may have arrived already: decide first."""
-    session = current_session()
-    try:
+    with unit_of_work(DispatchError) as session:
         count = retry_interrupted(session, mass_email_id, _clock())
-    except DispatchError as error:
-        session.rollback()
-        raise click.ClickException(str(error)) from None
-    session.commit()
     click.echo(f"{count} interrupted item(s) of mass email {mass_email_id} are queued again.")
 
 

@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.cli.common import unit_of_work
 from app.clock import SystemClock
 from app.extensions import db
 from app.models import Contact, TargetList
@@ -65,13 +66,8 @@ def lists_list() -> None:
 @with_appcontext
 def lists_create(name: str, description: str) -> None:
     """Create an empty target list called NAME."""
-    session = _session()
-    try:
+    with unit_of_work(TargetListError) as session:
         target_list = create_target_list(session, name, description, SystemClock())
-    except TargetListError as error:
-        session.rollback()
-        raise click.ClickException(str(error)) from None
-    session.commit()
     click.echo(f"Created target list {target_list.name!r}.")
 
 
@@ -178,7 +174,7 @@ def lists_populate(
     )
     if saved_filter is not None and (criteria_given or save_as):
         raise click.UsageError("--filter cannot be combined with criteria or --save-as")
-    try:
+    with unit_of_work(TargetListError, LookupError):
         if saved_filter is not None:
             contact_filter = get_saved_filter(session, saved_filter)
         else:
@@ -193,10 +189,6 @@ def lists_populate(
             if save_as:
                 save_filter(session, save_as, contact_filter, SystemClock())
         added = populate_from_filter(session, target_list, contact_filter, SystemClock())
-    except (TargetListError, LookupError) as error:
-        session.rollback()
-        raise click.ClickException(str(error)) from None
-    session.commit()
     click.echo(f"Added {added} contact(s) to {target_list.name!r}.")
 
 
