@@ -86,8 +86,18 @@ port_option = click.option("--port", default=5000, show_default=True, type=int)
 @port_option
 @with_appcontext
 def run_command(host: str, port: int) -> None:
-    """Development mode: the whole product in one process."""
-    _serve(host, port)
+    """Development mode: the whole product in one process — web UI and job
+    runner."""
+    from app.cli.worker import start_background_runner, stop_on_sigterm
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop_on_sigterm()
+    runner = start_background_runner(app)
+    click.echo(f"Job runner {runner.runner_id} started (`sluice jobs` shows it).")
+    try:
+        _serve(host, port)
+    finally:
+        runner.stop()
 
 
 @click.command("web")

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from datetime import datetime
 
 import click
@@ -13,27 +10,26 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
-from app import app_dkim_key, app_settings
 from app.cli.common import unit_of_work
-from app.clock import Clock, SystemClock
+from app.clock import Clock
+from app.context import (
+    SmtpNotConfigured,
+    app_clock,
+    app_message_config,
+    app_transport_factory,
+    runner_id,
+)
 from app.extensions import current_session
 from app.models import QueueItemStatus
-from app.models.queue import RUNNER_ID_MAX_LENGTH
 from app.services.dispatch import DispatchError, retry_interrupted
-from app.services.dispatch_send import MessageConfig, TickResult, dispatch_tick
+from app.services.dispatch_send import TickResult, dispatch_tick
 from app.services.dispatch_status import Progress, mass_email_progress
 from app.services.queue_build import activate_due
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
-from app.services.transport import SmtpSettings, SmtpTransport, Transport, parse_smtp_url
-from app.web.public import CLOCK_CONFIG_KEY
-
-SMTP_URL_EXAMPLE = "smtp://user:password@relay.example.com:587?starttls=1"
 
 
 def _clock() -> Clock:
-    """The app's clock: a test may set one in the config, else the system's."""
-    clock = current_app.config.get(CLOCK_CONFIG_KEY)
-    return clock if clock is not None else SystemClock()
+    return app_clock(current_app)
 
 
 def _runtime(session: Session) -> RuntimeSettings:
@@ -43,35 +39,11 @@ def _runtime(session: Session) -> RuntimeSettings:
         raise click.ClickException(str(error)) from None
 
 
-def _smtp_settings() -> SmtpSettings:
-    """The relay of ``SLUICE_SMTP_URL``; a clear error when it is missing or bad."""
-    smtp_url = app_settings(current_app).smtp_url
-    if not smtp_url:
-        raise click.ClickException(
-            f"no SMTP relay is configured: set SLUICE_SMTP_URL (e.g. {SMTP_URL_EXAMPLE})"
-        )
-    try:
-        return parse_smtp_url(smtp_url)
-    except ValueError as error:
-        raise click.ClickException(f"SLUICE_SMTP_URL: {error}") from None
-
-
-def runner_id() -> str:
-    """This process's id in claims: host, process id and a random part (a
-    restarted process on the same host is another runner)."""
-    suffix = f":{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return socket.gethostname()[: RUNNER_ID_MAX_LENGTH - len(suffix)] + suffix
-
-
 def _summary(started: list[int], result: TickResult) -> list[str]:
     lines = []
     if started:
         lines.append(f"Started mass email(s) {', '.join(map(str, started))}.")
-    lines.append(
-        f"Claimed {result.claimed}: sent {result.sent}, retry later {result.retried}, "
-        f"failed {result.failed}, bounced {result.bounced}, not sent {result.skipped}, "
-        f"released {result.released}, in doubt {result.in_doubt}."
-    )
+    lines.append(result.counts().capitalize() + ".")
     if result.interrupted:
         lines.append(
             f"{result.interrupted} item(s) found with an expired lease are now interrupted; "
@@ -98,14 +70,11 @@ def dispatch_command(once: bool) -> None:
     session = current_session()
     clock = _clock()
     runtime = _runtime(session)
-    smtp = _smtp_settings()
-
-    def transport_factory() -> Transport:
-        return SmtpTransport(smtp)
-
-    config = MessageConfig(
-        app_settings(current_app), str(current_app.config["SECRET_KEY"]), app_dkim_key(current_app)
-    )
+    try:
+        transport_factory = app_transport_factory(current_app)
+    except SmtpNotConfigured as error:
+        raise click.ClickException(str(error)) from None
+    config = app_message_config(current_app)
     started = activate_due(session, clock)
     result = dispatch_tick(session, transport_factory, clock, runtime, runner_id(), config=config)
     for line in _summary(started, result):

@@ -24,6 +24,7 @@ from app.models.contacts import (
 )
 from app.models.events import CampaignLogEntry, CampaignLogEvent
 from app.models.imports import ContactImport as ContactImport
+from app.models.jobs import JobRun, JobRunOutcome, Runner
 from app.models.queue import BounceKind, QueueItem, QueueItemStatus, SendAttempt, TrackedLink
 
 __all__ = [
@@ -38,11 +39,14 @@ __all__ = [
     "Contact",
     "EmailStatus",
     "EmailTemplate",
+    "JobRun",
+    "JobRunOutcome",
     "MassEmail",
     "MassEmailStatus",
     "QueueItem",
     "QueueItemStatus",
     "Role",
+    "Runner",
     "RuntimeSetting",
     "SavedFilter",
     "SendAttempt",

@@ -125,6 +125,23 @@ class TickResult:
         }[outcome]
         setattr(self, attribute, getattr(self, attribute) + 1)
 
+    def counts(self) -> str:
+        """What was claimed and what became of it."""
+        return (
+            f"claimed {self.claimed}: sent {self.sent}, retry later {self.retried}, "
+            f"failed {self.failed}, bounced {self.bounced}, not sent {self.skipped}, "
+            f"released {self.released}, in doubt {self.in_doubt}"
+        )
+
+    def describe(self) -> str:
+        """One line for the job-run record."""
+        line = self.counts()
+        if self.completed:
+            line += f"; completed mass email(s) {', '.join(map(str, self.completed))}"
+        if self.stopped:
+            line += f"; ended early: {self.stopped}"
+        return line
+
 
 def dispatch_tick(
     session: Session,

@@ -53,8 +53,11 @@ def test_server_answers_over_http(database_url: str, tmp_path: Path, command: st
         "SLUICE_INSTANCE_PATH": str(tmp_path / "instance"),
         "SLUICE_SECRET_KEY": TEST_SECRET_KEY,
     }
+    sluice = [sys.executable, "-c", "from app.cli import main; main()"]
+    if command == "run":  # as `make run` does: the job runner needs the settings
+        subprocess.run([*sluice, "init"], env=environment, check=True, capture_output=True)
     process = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", command, "--port", str(port)],
+        [*sluice, command, "--port", str(port)],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -69,4 +72,5 @@ def test_server_answers_over_http(database_url: str, tmp_path: Path, command: st
             assert b"Sluice is running" in response.read()
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        # `run` first lets the job runs under way finish.
+        process.wait(timeout=30)
