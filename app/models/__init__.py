@@ -24,6 +24,7 @@ from app.models.contacts import (
 )
 from app.models.events import CampaignLogEntry, CampaignLogEvent
 from app.models.imports import ContactImport as ContactImport
+from app.models.pacing import DomainGroup, DomainThrottle
 from app.models.queue import BounceKind, QueueItem, QueueItemStatus, SendAttempt, TrackedLink
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "CampaignTrackingUrl",
     "CampaignType",
     "Contact",
+    "DomainGroup",
+    "DomainThrottle",
     "EmailStatus",
     "EmailTemplate",
     "MassEmail",
