@@ -76,7 +76,3 @@ class ClaimSchedule:
         """Take every waiting claim of ``group`` off the schedule."""
         queue = self._waiting.pop(group, deque())
         return [claim for _, claim in queue]
-
-    def withdraw_all(self) -> list[Claim]:
-        """Take every waiting claim off the schedule."""
-        return [claim for group in list(self._waiting) for claim in self.withdraw(group)]

@@ -28,7 +28,7 @@ Rules:
     enhanced code at all (Outlook.com's ``421 RP-001 … limits for how many
     messages can be sent per hour``). The recipient's group is throttled.
   - ``relay``: any other 421: one before a recipient was named (greeting,
-    EHLO, AUTH, MAIL FROM — the relay refuses *us*), or one whose enhanced
+    EHLO, MAIL FROM — the relay refuses *us*), or one whose enhanced
     code is not 4.7.x (``421 4.3.2 System not accepting network messages``:
     the relay itself is going away). The tick ends for every group.
   - ``message``: everything else, under the usual retry rules.
