@@ -24,6 +24,7 @@ from app.models import QueueItemStatus
 from app.services.dispatch import DispatchError, retry_interrupted
 from app.services.dispatch_send import TickResult, dispatch_tick
 from app.services.dispatch_status import Progress, mass_email_progress
+from app.services.pacing import GroupPace
 from app.services.queue_build import activate_due
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
 
@@ -51,6 +52,11 @@ def _summary(started: list[int], result: TickResult) -> list[str]:
         )
     if result.completed:
         lines.append(f"Completed mass email(s) {', '.join(map(str, result.completed))}.")
+    for group, until in result.throttled.items():
+        lines.append(
+            f"Domain group {group} is throttled until {until:%Y-%m-%d %H:%M} UTC after a "
+            "rate-limit reply; its unsent claims were released."
+        )
     if result.stopped:
         lines.append(f"The tick ended early: {result.stopped}.")
     return lines
@@ -109,6 +115,21 @@ def _when(moment: datetime, now: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC (in about {span})"
 
 
+def pacing_lines(paces: list[GroupPace], now: datetime) -> list[str]:
+    """Each domain group's use of the last 60 minutes, caps and throttle."""
+    lines = ["Domain groups (all mass emails, last 60 minutes):"]
+    for pace in paces:
+        cap = f"of {pace.hourly_cap}/h" if pace.hourly_cap else "(global quota only)"
+        connections = (
+            f", at most {pace.connection_cap} connection(s)" if pace.connection_cap else ""
+        )
+        line = f"  {pace.group.value:<8} {pace.used:>7} claimed {cap}{connections}"
+        if pace.throttled_until is not None:
+            line += f"; throttled until {_when(pace.throttled_until, now)}: {pace.throttle_reply}"
+        lines.append(line)
+    return lines
+
+
 def progress_lines(progress: Progress, now: datetime) -> list[str]:
     lines = [f"Mass email {progress.mass_email_id} ({progress.name}): {progress.status}"]
     for status in QueueItemStatus:
@@ -117,6 +138,7 @@ def progress_lines(progress: Progress, now: datetime) -> list[str]:
             lines.append(f"  {status.value:<13} {count:>9}")
     lines.append(f"  {'total':<13} {progress.total:>9}")
     lines.append(f"Quota left in the current hour (all mass emails): {progress.quota_left}")
+    lines += pacing_lines(progress.paces, now)
     if progress.eta is not None:
         shared = (
             f", shared with {progress.sharing_with} other mass email(s)"

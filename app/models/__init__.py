@@ -25,6 +25,7 @@ from app.models.contacts import (
 from app.models.events import CampaignLogEntry, CampaignLogEvent
 from app.models.imports import ContactImport as ContactImport
 from app.models.jobs import JobRun, JobRunOutcome, Runner
+from app.models.pacing import DomainGroup, DomainThrottle
 from app.models.queue import BounceKind, QueueItem, QueueItemStatus, SendAttempt, TrackedLink
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "CampaignTrackingUrl",
     "CampaignType",
     "Contact",
+    "DomainGroup",
+    "DomainThrottle",
     "EmailStatus",
     "EmailTemplate",
     "JobRun",

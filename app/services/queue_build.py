@@ -31,7 +31,10 @@ flat whatever the audience's size. The rules:
    not deleted can be built. Building moves it from ``pending`` to
    ``in_progress`` through ``mass_email_status.transition``, which refuses a
    start time still to come.
-4. ``activate_due`` is the dispatcher's entry point: every due pending mass
+4. Each item gets its recipient's domain group for pacing
+   (``domain_group_sql``, the SQL form of ``domain_groups.domain_group``),
+   in the same statement.
+5. ``activate_due`` is the dispatcher's entry point: every due pending mass
    email is built and started, each in its own transaction, under a row
    lock that other runners skip (PostgreSQL ``FOR UPDATE SKIP LOCKED``). A
    mass email whose queue cannot be built fails with the reason, rather
@@ -52,6 +55,7 @@ from app.models import Contact, MassEmail, MassEmailStatus, QueueItem, QueueItem
 from app.models.base import UTCDateTime
 from app.services.audience import AudienceCategory, audience_select
 from app.services.bulk_sql import insert_ignoring_conflicts
+from app.services.domain_groups import domain_group_sql
 from app.services.mass_email_status import transition
 
 S = QueueItemStatus
@@ -142,6 +146,7 @@ def _insert_items(session: Session, mass_email: MassEmail, clock: Clock) -> int:
         "status": _initial_status(audience.c.category, audience.c.email),
         "skip_reason": _skip_reason(audience.c.category, audience.c.email, audience.c.contact_id),
         "created_at": literal(clock.now(), UTCDateTime()),
+        "domain_group": domain_group_sql(audience.c.email),
     }
     # SQLite needs a WHERE before ON CONFLICT (see insert_ignoring_conflicts).
     rows = select(*columns.values()).where(true())
@@ -238,7 +243,7 @@ def activate_due(session: Session, clock: Clock) -> list[int]:
     ``in_progress``, each in its own committed transaction (the session's
     open transaction is committed first); returns the ids started. A mass
     email another runner holds is skipped (it is that runner's to start);
-    one whose queue cannot be built fails with the reason (rule 4)."""
+    one whose queue cannot be built fails with the reason (rule 5)."""
     session.commit()
     started = []
     for mass_email_id in due_mass_email_ids(session, clock):

@@ -45,6 +45,7 @@ from sqlalchemy import Row, Select, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.models.pacing import DomainGroup
 from app.models.queue import QueueItem, QueueItemStatus
 
 S = QueueItemStatus
@@ -134,12 +135,12 @@ def claim_queued(
     *,
     runner_id: str,
     lease_expires_at: datetime,
-) -> Sequence[Row[int, int, int | None, str, int]]:
+) -> Sequence[Row[int, int, int | None, str, int, DomainGroup]]:
     """queued → sending for the items ``candidate_ids`` selects, in one
     ``UPDATE … WHERE id IN (…) RETURNING``: each gets ``claimed_by``, a
     lease and one more attempt. Items no longer queued are left alone.
-    Returns ``(id, mass_email_id, contact_id, email, attempts)`` of the
-    items claimed. The caller holds the claim's transaction and lock."""
+    Returns ``(id, mass_email_id, contact_id, email, attempts,
+    domain_group)`` of the items claimed. The caller holds the claim's transaction and lock."""
     _require(S.QUEUED, S.SENDING)
     # A MATERIALIZED CTE runs the candidates' SELECT exactly once. As a plain
     # ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` PostgreSQL may rescan
@@ -162,6 +163,7 @@ def claim_queued(
             QueueItem.contact_id,
             QueueItem.email,
             QueueItem.attempts,
+            QueueItem.domain_group,
         )
         .execution_options(synchronize_session=False)
     )

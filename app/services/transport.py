@@ -10,6 +10,11 @@ with the message (RFC 5321 §4.2.1 reply classes):
 - other 5xx (MAIL FROM, DATA) → ``rejected`` (the message failed; reply kept);
 - an authentication failure → ``auth_failed`` (stop sending, tell a person).
 
+Each result also says at which ``stage`` of the conversation the reply came
+(connection, MAIL, RCPT or DATA): a reply before RCPT is the relay talking
+about us, one to RCPT or DATA may be about the recipient (per-domain
+pacing, ``app.services.pacing``, tells them apart).
+
 One connection is opened lazily and reused for every message until ``close()``
 or until the server drops it; it is never shared between threads.
 """
@@ -27,6 +32,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
+class SmtpStage(enum.StrEnum):
+    """Where in the conversation a reply came."""
+
+    CONNECT = "connect"  # greeting, EHLO, STARTTLS, AUTH
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+
+
 class SendOutcome(enum.StrEnum):
     ACCEPTED = "accepted"
     TEMPORARY = "temporary"
@@ -40,6 +54,7 @@ class SendResult:
     outcome: SendOutcome
     code: int | None  # SMTP reply code; None when no reply came (connection lost)
     reply: str
+    stage: SmtpStage | None = None  # None: not from a conversation
 
     @property
     def accepted(self) -> bool:
@@ -114,14 +129,16 @@ def _reply_text(reply: bytes | str) -> str:
     return " ".join(text.split())[:1000]
 
 
-def _classify(code: int, reply: bytes | str, at_recipient: bool) -> SendResult:
+def _classify(
+    code: int, reply: bytes | str, at_recipient: bool, stage: SmtpStage | None = None
+) -> SendResult:
     text = _reply_text(reply)
     if 200 <= code < 300:
-        return SendResult(SendOutcome.ACCEPTED, code, text)
+        return SendResult(SendOutcome.ACCEPTED, code, text, stage)
     if 400 <= code < 500:
-        return SendResult(SendOutcome.TEMPORARY, code, text)
+        return SendResult(SendOutcome.TEMPORARY, code, text, stage)
     outcome = SendOutcome.REJECTED_RECIPIENT if at_recipient else SendOutcome.REJECTED
-    return SendResult(outcome, code, text)
+    return SendResult(outcome, code, text, stage)
 
 
 class SmtpTransport:
@@ -131,6 +148,7 @@ class SmtpTransport:
         self.settings = settings
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._connection: smtplib.SMTP | None = None
+        self._stage = SmtpStage.CONNECT  # of the conversation under way
 
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
@@ -154,6 +172,7 @@ class SmtpTransport:
         return connection
 
     def send(self, message: bytes, envelope_from: str, recipient: str) -> SendResult:
+        self._stage = SmtpStage.CONNECT
         try:
             if self._connection is None:
                 self._connection = self._connect()
@@ -161,38 +180,46 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as error:
             self._drop()
             return SendResult(
-                SendOutcome.AUTH_FAILED, error.smtp_code, _reply_text(error.smtp_error)
+                SendOutcome.AUTH_FAILED,
+                error.smtp_code,
+                _reply_text(error.smtp_error),
+                SmtpStage.CONNECT,
             )
         except smtplib.SMTPResponseException as error:
             # A reply that ends the session (e.g. 421 on connect or to DATA).
             self._drop()
-            return _classify(error.smtp_code, error.smtp_error, at_recipient=False)
+            return _classify(error.smtp_code, error.smtp_error, False, self._stage)
         except (smtplib.SMTPException, OSError) as error:
             # Dropped connection, timeout, refused connection, TLS failure:
             # nothing was accepted, so the message may be tried again.
             self._drop()
-            return SendResult(SendOutcome.TEMPORARY, None, _reply_text(str(error) or repr(error)))
+            return SendResult(
+                SendOutcome.TEMPORARY, None, _reply_text(str(error) or repr(error)), self._stage
+            )
         if result.code == 421:
             self._drop()  # RFC 5321 §3.8: the server is closing the channel
         elif not result.accepted:
             self._reset()
         return result
 
-    @staticmethod
     def _transaction(
-        connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
+        self, connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
     ) -> SendResult:
         """MAIL, RCPT, DATA by hand: ``sendmail()`` drops the final reply,
         which carries the relay's queue id, and merges the RCPT reply into an
-        exception we would have to unpick."""
+        exception we would have to unpick. ``_stage`` follows the commands,
+        so a reply raised as an exception still says where it came."""
+        self._stage = SmtpStage.MAIL
         code, reply = connection.mail(envelope_from)
         if code != 250:
-            return _classify(code, reply, at_recipient=False)
+            return _classify(code, reply, False, SmtpStage.MAIL)
+        self._stage = SmtpStage.RCPT
         code, reply = connection.rcpt(recipient)
         if code not in (250, 251):
-            return _classify(code, reply, at_recipient=True)
+            return _classify(code, reply, True, SmtpStage.RCPT)
+        self._stage = SmtpStage.DATA
         code, reply = connection.data(message)
-        return _classify(code, reply, at_recipient=False)
+        return _classify(code, reply, False, SmtpStage.DATA)
 
     def _reset(self) -> None:
         """After a refused transaction the session goes on with RSET."""

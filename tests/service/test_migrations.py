@@ -368,3 +368,93 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     assert [tuple(row) for row in rows] == [(1, 1, "sent"), (2, 2, "queued"), (3, None, "sent")]
     assert logged == 1
     assert "attempts" not in columns and "send_attempts" not in tables
+
+
+# Revision 0005's queue items and ledger, as far as 0006 touches them.
+queue_items_0005 = sa.table(
+    "queue_items",
+    sa.column("id", sa.Integer),
+    sa.column("mass_email_id", sa.Integer),
+    sa.column("email", sa.String),
+    sa.column("status", sa.String),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("open_count", sa.Integer),
+    sa.column("click_count", sa.Integer),
+)
+send_attempts_0005 = sa.table(
+    "send_attempts",
+    sa.column("id", sa.Integer),
+    sa.column("queue_item_id", sa.Integer),
+    sa.column("mass_email_id", sa.Integer),
+    sa.column("runner_id", sa.String),
+    sa.column("claimed_at", sa.DateTime(timezone=True)),
+)
+
+
+def test_0006_gives_the_items_still_to_send_their_domain_group(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    rows = [
+        (1, "ann@gmail.com", "queued"),
+        (2, "bob@Yahoo.co.uk", "queued"),
+        (3, "cy@hotmail.com", "sending"),
+        (4, "dee@example.com", "queued"),
+        (5, "eve@live.tv", "queued"),  # a country code sold as generic
+        (6, "fay@gmail.com", "sent"),  # done: stays 'other'
+    ]
+    with db.engine.begin() as connection:
+        connection.execute(
+            sa.insert(campaigns_0003),
+            {"id": 1, "name": "Spring", "type": "email", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(mass_emails_0003),
+            {"id": 1, "campaign_id": 1, "name": "March", "status": "complete", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(queue_items_0005),
+            [
+                {
+                    "id": item_id,
+                    "mass_email_id": 1,
+                    "email": email,
+                    "status": status,
+                    "created_at": WHEN,
+                    "open_count": 0,
+                    "click_count": 0,
+                }
+                for item_id, email, status in rows
+            ],
+        )
+        connection.execute(
+            sa.insert(send_attempts_0005),
+            {"id": 1, "queue_item_id": 6, "mass_email_id": 1, "runner_id": "r", "claimed_at": WHEN},
+        )
+
+    upgrade(directory=str(MIGRATIONS_DIR))
+
+    assert schema_differences() == []
+    groups = db.session.execute(
+        sa.select(QueueItem.id, QueueItem.domain_group).order_by(QueueItem.id)
+    ).all()
+    assert [tuple(row) for row in groups] == [
+        (1, "gmail"),
+        (2, "yahoo"),
+        (3, "outlook"),
+        (4, "other"),
+        (5, "other"),
+        (6, "other"),
+    ]
+    assert db.session.scalar(sa.select(SendAttempt.domain_group)) == "other"
+    db.session.commit()
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    with db.engine.connect() as connection:
+        kept = connection.execute(
+            sa.select(queue_items_0005.c.id, queue_items_0005.c.email).order_by(
+                queue_items_0005.c.id
+            )
+        ).all()
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
+        tables = set(sa.inspect(connection).get_table_names())
+    assert [row.email for row in kept] == [email for _, email, _ in rows]
+    assert "domain_group" not in columns and "domain_throttles" not in tables
