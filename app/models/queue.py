@@ -67,7 +67,8 @@ class QueueItem(Base):
     item (``sending``) carries ``claimed_by`` (the runner's id) and
     ``lease_expires_at``, after which it counts as interrupted.
     ``skip_reason`` says why an item built as dropped, unsubscribed or error
-    is never sent.
+    is never sent. ``resent_at``: when a person resent it after correcting
+    its contact's address (at most once; ``email`` then holds the new one).
 
     ``uq_queue_items_mass_email_contact``: one item per contact and mass
     email, so a queue can never be built twice for the same contact (NULL
@@ -123,6 +124,9 @@ class QueueItem(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounce_kind: Mapped[BounceKind | None] = mapped_column(str_enum(BounceKind, length=10))
     skip_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Set when a person resent the item after correcting its address: a
+    # resend happens once (``app.services.queue_status``).
+    resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SendAttempt(Base):

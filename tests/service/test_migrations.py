@@ -321,12 +321,29 @@ def seed_0004_queue() -> None:
         )
 
 
+# Columns later migrations add: a test at an older revision expects exactly
+# these to be missing from its schema, compared with today's models.
+LATER_COLUMNS = frozenset({("queue_items", "resent_at")})
+
+
+def schema_differences_at(later_columns: frozenset[tuple[str, str]]) -> list[Any]:
+    """The schema's differences from the models, but for the columns added by
+    later migrations, each of which must be among them."""
+    differences = schema_differences()
+    later = [d for d in differences if d[0] == "add_column" and (d[2], d[3].name) in later_columns]
+    assert {(d[2], d[3].name) for d in later} == later_columns
+    return [d for d in differences if d not in later]
+
+
 def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -> None:
     upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
     seed_0004_queue()
 
     upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
-    assert schema_differences() == []
+    assert schema_differences_at(LATER_COLUMNS) == []
+    # The models are today's: read and write through them at the head
+    # (later migrations leave these rows as 0005 made them).
+    upgrade(directory=str(MIGRATIONS_DIR))
     items = db.session.scalars(sa.select(QueueItem).order_by(QueueItem.id)).all()
     assert [
         (i.contact_id, i.status, i.attempts, i.last_reply, i.skip_reason, i.next_attempt_at)
@@ -366,3 +383,59 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     assert [tuple(row) for row in rows] == [(1, 1, "sent"), (2, 2, "queued"), (3, None, "sent")]
     assert logged == 1
     assert "attempts" not in columns and "send_attempts" not in tables
+
+
+def log_row(entry_id: int, event: str) -> dict[str, Any]:
+    return {
+        "id": entry_id,
+        "mass_email_id": 1,
+        "queue_item_id": 1,
+        "contact_id": 1,
+        "event": event,
+        "occurred_at": WHEN,
+        "detail": {},
+    }
+
+
+def insert_log_row(entry_id: int, event: str) -> None:
+    with db.engine.begin() as connection:
+        connection.execute(sa.insert(campaign_log_0004), log_row(entry_id, event))
+
+
+def log_events() -> list[tuple[int, str]]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(campaign_log_0004.c.id, campaign_log_0004.c.event).order_by(
+                campaign_log_0004.c.id
+            )
+        ).all()
+    return [(row.id, row.event) for row in rows]
+
+
+def test_0006_lets_the_log_record_a_resend_and_still_checks_events(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    seed_0004_queue()
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "resent")
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0006_resend_after_correction")
+    assert schema_differences() == []
+    insert_log_row(2, "resent")
+    # The CHECK was replaced, not dropped: an unknown event is still refused.
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(3, "bogus")
+    # The rebuild on SQLite kept the log and its link to the queue item.
+    assert log_events() == [(1, "sent"), (2, "resent")]
+    assert db.session.scalar(sa.select(CampaignLogEntry.queue_item_id).limit(1)) == 1
+    resent = db.session.scalars(sa.select(QueueItem.resent_at).order_by(QueueItem.id)).all()
+    assert resent == [None, None, None]
+    db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for open reads
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    assert log_events() == [(1, "sent")]
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "resent")
+    with db.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
+    assert "resent_at" not in columns and "attempts" in columns
