@@ -1,8 +1,10 @@
-"""``sluice dispatch --once``, ``sluice queue retry-interrupted`` and
-``sluice status``: the dispatcher from the command line (cron, operators)."""
+"""``sluice dispatch --once``, ``sluice queue retry-interrupted``, ``sluice
+queue resend`` and ``sluice status``: the dispatcher from the command line
+(cron, operators)."""
 
 from __future__ import annotations
 
+import getpass
 from datetime import datetime
 
 import click
@@ -26,6 +28,7 @@ from app.services.dispatch_send import TickResult, dispatch_tick
 from app.services.dispatch_status import Progress, mass_email_progress
 from app.services.pacing import GroupPace
 from app.services.queue_build import activate_due
+from app.services.resend import resend_after_correction
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
 
 
@@ -106,6 +109,45 @@ def retry_interrupted_command(mass_email_id: int) -> None:
     with unit_of_work(DispatchError) as session:
         count = retry_interrupted(session, mass_email_id, _clock())
     click.echo(f"{count} interrupted item(s) of mass email {mass_email_id} are queued again.")
+
+
+def _operator() -> str:
+    """Who runs this command, for the campaign log."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (containers)
+        user = "unknown user"
+    return f"{user} (command line)"
+
+
+@queue_group.command("resend")
+@click.argument("queue_item_id", type=int)
+@click.option(
+    "--by",
+    "requested_by",
+    metavar="NAME",
+    help="Who asks for the resend, for the campaign log (default: your login name).",
+)
+@with_appcontext
+def resend_command(queue_item_id: int, requested_by: str | None) -> None:
+    """Send QUEUE_ITEM_ID once more, to its contact's corrected address.
+
+    Only for a recipient that bounced, was dropped, errored or failed, and
+    only once; correct the address first (`sluice contacts change-address`).
+    """
+    with unit_of_work(DispatchError) as session:
+        resend = resend_after_correction(
+            session, queue_item_id, _clock(), requested_by=requested_by or _operator()
+        )
+    click.echo(
+        f"Queue item {resend.queue_item_id} of mass email {resend.mass_email_id} is queued "
+        f"again for {resend.new_email} (was {resend.old_email or 'no address'})."
+    )
+    if resend.reopened:
+        click.echo(
+            f"Mass email {resend.mass_email_id} was complete and is in progress again "
+            "until it is sent."
+        )
 
 
 def _when(moment: datetime, now: datetime) -> str:

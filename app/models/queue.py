@@ -70,6 +70,8 @@ class QueueItem(Base):
     ``skip_reason`` says why an item built as dropped, unsubscribed or error
     is never sent. ``domain_group`` is the recipient's domain group, set when
     the queue is built (``app.services.domain_groups``), for pacing.
+    ``resent_at``: when a person resent it after correcting its contact's
+    address (at most once; ``email`` then holds the new one).
 
     ``uq_queue_items_mass_email_contact``: one item per contact and mass
     email, so a queue can never be built twice for the same contact (NULL
@@ -141,6 +143,9 @@ class QueueItem(Base):
         default=DomainGroup.OTHER,
         server_default=DomainGroup.OTHER.value,
     )
+    # Set when a person resent the item after correcting its address: a
+    # resend happens once (``app.services.queue_status``).
+    resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SendAttempt(Base):

@@ -458,3 +458,59 @@ def test_0006_gives_the_items_still_to_send_their_domain_group(empty_app: Flask)
         tables = set(sa.inspect(connection).get_table_names())
     assert [row.email for row in kept] == [email for _, email, _ in rows]
     assert "domain_group" not in columns and "domain_throttles" not in tables
+
+
+def log_row(entry_id: int, event: str) -> dict[str, Any]:
+    return {
+        "id": entry_id,
+        "mass_email_id": 1,
+        "queue_item_id": 1,
+        "contact_id": 1,
+        "event": event,
+        "occurred_at": WHEN,
+        "detail": {},
+    }
+
+
+def insert_log_row(entry_id: int, event: str) -> None:
+    with db.engine.begin() as connection:
+        connection.execute(sa.insert(campaign_log_0004), log_row(entry_id, event))
+
+
+def log_events() -> list[tuple[int, str]]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(campaign_log_0004.c.id, campaign_log_0004.c.event).order_by(
+                campaign_log_0004.c.id
+            )
+        ).all()
+    return [(row.id, row.event) for row in rows]
+
+
+def test_0008_lets_the_log_record_a_resend_and_still_checks_events(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    seed_0004_queue()
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "resent")
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0008_resend_after_correction")
+    assert schema_differences() == []
+    insert_log_row(2, "resent")
+    # The CHECK was replaced, not dropped: an unknown event is still refused.
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(3, "bogus")
+    # The rebuild on SQLite kept the log and its link to the queue item.
+    assert log_events() == [(1, "sent"), (2, "resent")]
+    assert db.session.scalar(sa.select(CampaignLogEntry.queue_item_id).limit(1)) == 1
+    resent = db.session.scalars(sa.select(QueueItem.resent_at).order_by(QueueItem.id)).all()
+    assert resent == [None, None, None]
+    db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for open reads
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    assert log_events() == [(1, "sent")]
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "resent")
+    with db.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
+    assert "resent_at" not in columns and "attempts" in columns
