@@ -129,7 +129,8 @@ class ClockedHandler(FaultyHandler):
         if len(self.messages) > before:
             assert self.clock is not None
             message = self.messages[-1]
-            header = QUEUE_ITEM_HEADER.search(message.data)
+            headers = message.data.split(b"\r\n\r\n", 1)[0]
+            header = QUEUE_ITEM_HEADER.search(headers)
             item_id = int(header.group(1)) if header else None
             at = self.clock.now()
             self.accepted.extend(Acceptance(rcpt, item_id, at) for rcpt in message.recipients)
