@@ -36,9 +36,11 @@ flat whatever the audience's size. The rules:
    in the same statement.
 5. ``activate_due`` is the dispatcher's entry point: every due pending mass
    email is built and started, each in its own transaction, under a row
-   lock that other runners skip (PostgreSQL ``FOR UPDATE SKIP LOCKED``). A
-   mass email whose queue cannot be built fails with the reason, rather
-   than being retried every tick.
+   lock that other runners skip (PostgreSQL ``FOR UPDATE SKIP LOCKED``;
+   on SQLite the database's write lock, taken before the mass email is
+   read, so a runner that waited never starts it a second time). A mass
+   email whose queue cannot be built fails with the reason, rather than
+   being retried every tick.
 """
 
 from __future__ import annotations
@@ -253,6 +255,7 @@ def activate_due(session: Session, clock: Clock) -> list[int]:
 
 
 def _activate_one(session: Session, mass_email_id: int, clock: Clock) -> bool:
+    _begin_activation(session)
     mass_email = _lock_if_due(session, mass_email_id, clock)
     if mass_email is None:
         session.rollback()
@@ -270,6 +273,21 @@ def _activate_one(session: Session, mass_email_id: int, clock: Clock) -> bool:
     return True
 
 
+def _begin_activation(session: Session) -> None:
+    """Start the activation's own transaction. On SQLite it takes the
+    database's write lock first (``BEGIN IMMEDIATE``): SQLite has no row
+    locks (``FOR UPDATE`` is left out there), so without it a runner that
+    read "pending" while another was building would wait for that build's
+    commit and then start the mass email a second time from its stale read.
+    PostgreSQL needs nothing more than the row lock of ``_lock_if_due``."""
+    session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        # As in ``dispatch._begin_claim_transaction``: our own BEGIN, the
+        # driver's transaction handling off for this transaction only.
+        connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _lock_if_due(session: Session, mass_email_id: int, clock: Clock) -> MassEmail | None:
     """The mass email under a row lock, if it is still due and no other
     runner holds it (PostgreSQL; SQLite has one writer at a time)."""
@@ -282,6 +300,7 @@ def _lock_if_due(session: Session, mass_email_id: int, clock: Clock) -> MassEmai
 
 
 def _fail(session: Session, mass_email_id: int, reason: str, clock: Clock) -> None:
+    _begin_activation(session)
     mass_email = _lock_if_due(session, mass_email_id, clock)
     if mass_email is not None:
         transition(mass_email, MassEmailStatus.FAILED, clock, reason=reason)
