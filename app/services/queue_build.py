@@ -33,7 +33,7 @@ flat whatever the audience's size. The rules:
    start time still to come.
 4. Each item gets its recipient's domain group for pacing
    (``domain_group_sql``, the SQL form of ``domain_groups.domain_group``),
-   in the same statement.
+   in the same statement, from the domain computed once per row.
 5. ``activate_due`` is the dispatcher's entry point: every due pending mass
    email is built and started, each in its own transaction, under a row
    lock that other runners skip (PostgreSQL ``FOR UPDATE SKIP LOCKED``;
@@ -57,7 +57,7 @@ from app.models import Contact, MassEmail, MassEmailStatus, QueueItem, QueueItem
 from app.models.base import UTCDateTime
 from app.services.audience import AudienceCategory, audience_select
 from app.services.bulk_sql import insert_ignoring_conflicts
-from app.services.domain_groups import domain_group_sql
+from app.services.domain_groups import domain_group_sql, email_domain_sql
 from app.services.mass_email_status import transition
 
 S = QueueItemStatus
@@ -137,10 +137,18 @@ def _require_snapshot(mass_email: MassEmail) -> None:
 def _insert_items(session: Session, mass_email: MassEmail, clock: Clock) -> int:
     """The one ``INSERT … SELECT``; returns the number of rows inserted."""
     campaign = mass_email.campaign
-    audience = audience_select(
+    selected = audience_select(
         [target.id for target in campaign.target_lists],
         [excluding.id for excluding in campaign.excluding_lists],
-    ).subquery("audience")
+    ).subquery("selected")
+    # Each row's domain, computed once: PostgreSQL does not inline a
+    # subquery with an OFFSET, and an inlined one would compute it again at
+    # every use in the domain group's CASE (~5 s more per million items).
+    audience = (
+        select(selected, email_domain_sql(selected.c.email).label("domain"))
+        .offset(0)
+        .subquery("audience")
+    )
     columns: dict[str, ColumnElement[Any]] = {
         "mass_email_id": literal(mass_email.id, Integer),
         "contact_id": audience.c.contact_id,
@@ -148,7 +156,7 @@ def _insert_items(session: Session, mass_email: MassEmail, clock: Clock) -> int:
         "status": _initial_status(audience.c.category, audience.c.email),
         "skip_reason": _skip_reason(audience.c.category, audience.c.email, audience.c.contact_id),
         "created_at": literal(clock.now(), UTCDateTime()),
-        "domain_group": domain_group_sql(audience.c.email),
+        "domain_group": domain_group_sql(audience.c.domain),
     }
     # SQLite needs a WHERE before ON CONFLICT (see insert_ignoring_conflicts).
     rows = select(*columns.values()).where(true())
