@@ -62,6 +62,7 @@ from tests.process_harness import (
     reconcile,
     seed_campaign,
 )
+from tests.waiting import wait_until
 
 Q = QueueItemStatus
 AFTER_KILLS = frozenset({Q.SENT, Q.QUEUED, Q.INTERRUPTED})
@@ -130,7 +131,18 @@ def run_crash_drill(
         rng = random.Random(drill.seed)
         delays = []
         for _ in range(drill.kills):
+            arrived = len(server.handler.accepted)
             start()
+            # Kill moments count from the runner's first message, not from
+            # its start: on a busy machine a start can take longer than
+            # ``max_delay``, and a drill of kills before any work tests nothing.
+            wait_until(
+                lambda arrived=arrived: len(server.handler.accepted) > arrived,
+                what="the restarted runner sends",
+                timeout=COMPLETE_WITHIN_SECONDS,
+                interval=0.002,
+                check=forks.runners[-1].check_alive,
+            )
             delays.append(rng.uniform(0, drill.max_delay))
             time.sleep(delays[-1])  # the runner's real work until the kill
             forks.runners[-1].kill()
@@ -165,14 +177,16 @@ def run_crash_drill(
 
 def _until_complete(session: Session, mass_email_id: int, runner: RunnerProcess) -> None:
     """Let ``runner`` send until the mass email is complete, then stop it."""
-    deadline = time.monotonic() + COMPLETE_WITHIN_SECONDS
-    while True:
+
+    def complete() -> bool:
         session.commit()  # a fresh snapshot
-        if mass_email_status(session, mass_email_id) == MassEmailStatus.COMPLETE:
-            break
-        runner.check_alive()
-        if time.monotonic() > deadline:
-            raise RunnerError(f"not complete within {COMPLETE_WITHIN_SECONDS} s")
-        time.sleep(0.05)  # the runner's real work
+        return mass_email_status(session, mass_email_id) == MassEmailStatus.COMPLETE
+
+    wait_until(
+        complete,
+        what="the mass email is complete",
+        timeout=COMPLETE_WITHIN_SECONDS,
+        check=runner.check_alive,
+    )
     if runner.stop() != 0:
         raise RunnerError(f"the last runner failed:\n{runner.log_text()}")

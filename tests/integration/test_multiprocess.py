@@ -17,7 +17,6 @@ window by window against the quota.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -45,6 +44,7 @@ from tests.process_harness import (
     mass_email_status,
     seed_campaign,
 )
+from tests.waiting import wait_until
 
 Q = QueueItemStatus
 RUNNERS = 4
@@ -113,12 +113,13 @@ def most_in_any_window(moments: Sequence[datetime]) -> int:
 def run_until_complete(
     engine: Engine, clock: FileClock, mass_email_id: int, runners: list[RunnerProcess]
 ) -> None:
-    deadline = time.monotonic() + REAL_SECONDS_ALLOWED
-    while not move_clock(engine, clock, mass_email_id):
-        for runner in runners:
-            runner.check_alive()
-        assert time.monotonic() < deadline, f"not complete at {clock.now()}"
-        time.sleep(0.02)  # the runners' real work, not fake time
+    wait_until(
+        lambda: move_clock(engine, clock, mass_email_id),
+        what="the mass email is complete",
+        timeout=REAL_SECONDS_ALLOWED,
+        interval=0.02,
+        check=lambda: [runner.check_alive() for runner in runners],
+    )
 
 
 @postgresql_only

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from app.services import caught_mail
 from app.services.mail_catcher import default_directory
 from tests.conftest import TEST_SECRET_KEY
+from tests.waiting import wait_until
 
 
 def free_port() -> int:
@@ -125,10 +125,13 @@ def test_run_sends_a_scheduled_campaign_into_its_mail_catcher(
     )
     try:
         output = wait_until_serving(process)
-        deadline = time.monotonic() + 60
-        while "complete" not in (status := cli("status", "1")).splitlines()[0]:
-            assert time.monotonic() < deadline, status
-            time.sleep(0.5)
+        wait_until(
+            lambda: "complete" in cli("status", "1").splitlines()[0],
+            what="the demo mass email is complete",
+            timeout=60,
+            interval=0.5,
+        )
+        status = cli("status", "1")
         sent = int(re.search(r"sent\s+(\d+)", status).group(1))  # type: ignore[union-attr]
         caught = caught_mail.list_messages(default_directory(instance), per_page=1)
         assert sent > 100 and caught.total == sent

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from app.models import MassEmailStatus
 from tests.conftest import TEST_SECRET_KEY
 from tests.integration.test_dispatch import World, addresses, make_world
 from tests.smtp_server import smtp_server
+from tests.waiting import wait_until
 
 DEADLINE_SECONDS = 60
 
@@ -40,13 +40,11 @@ def world(app: Flask, session: Session, clock: FixedClock) -> Iterator[World]:
 
 
 def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
+    def alive() -> None:
         if process.poll() is not None:
             pytest.fail(f"the worker exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {DEADLINE_SECONDS} s: {what}")
-        time.sleep(0.2)
+
+    wait_until(condition, what=what, timeout=DEADLINE_SECONDS, interval=0.2, check=alive)
 
 
 def jobs_output(world: World) -> str:

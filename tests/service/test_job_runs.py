@@ -4,8 +4,7 @@ and the jobs page show, on both databases, with an injected clock."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -21,6 +20,7 @@ from app.services.runtime_settings import RuntimeSettings, update_runtime_settin
 from jobs import dispatch, housekeeping
 from jobs.recording import JobContext, Outcome, run_recorded
 from jobs.scheduler import HOUSEKEEPING_SECONDS, JOB_IDS, JobRunner, JobSpec
+from tests.waiting import wait_until
 
 
 def finished_run(session: Session, clock: Clock, job_id: str, runner: str, **end: str) -> int:
@@ -236,10 +236,17 @@ def test_stop_waits_for_the_run_under_way_then_records_the_stop(
     runner.start(paused=True)
     run = threading.Thread(target=runner.run, args=(JobSpec("slow", slow, "", lambda r: 60),))
     run.start()
-    wait_until(lambda: bool(session.scalar(select(JobRun.id).where(JobRun.job_id == "slow"))))
+    wait_until(
+        lambda: bool(session.scalar(select(JobRun.id).where(JobRun.job_id == "slow"))),
+        what="the run is recorded",
+        timeout=30,
+        interval=0.01,
+    )
     stopper = threading.Thread(target=runner.stop)
     stopper.start()
-    wait_until(lambda: not runner.scheduler.running)
+    wait_until(
+        lambda: not runner.scheduler.running, what="the scheduler stops", timeout=30, interval=0.01
+    )
     assert stopper.is_alive()  # waiting for the run
     release.set()  # its end is a heartbeat, which reads the schedule
     stopper.join(timeout=30)
@@ -250,11 +257,3 @@ def test_stop_waits_for_the_run_under_way_then_records_the_stop(
     assert session.scalars(select(JobRun.outcome)).all() == [JobRunOutcome.OK]
     stopped = session.get(Runner, "stopping")
     assert stopped is not None and stopped.stopped_at is not None
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll another thread's progress (real work, not simulated time)."""
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
