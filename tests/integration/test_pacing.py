@@ -282,6 +282,20 @@ def test_status_shows_each_groups_use_caps_and_throttle(world: World) -> None:
     assert "throttled" not in other
 
 
+def test_dispatch_once_says_which_group_it_throttled_and_exits_zero(world: World) -> None:
+    world.start("March", mixed("m", gmail_com=2, example_org=2))
+    world.server.handler.rcpt_domain_replies["gmail.com"] = GMAIL_RATE_LIMIT
+
+    result = run_cli(world, "dispatch", "--once")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "Domain group gmail is throttled until 2026-03-02 09:15 UTC after a rate-limit reply;"
+        " its unsent claims were released." in result.output.splitlines()
+    )
+    assert "ended early" not in result.output
+
+
 # ----------------------------------------------------------------- connection caps
 
 
