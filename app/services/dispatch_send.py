@@ -72,6 +72,7 @@ from app.services.dispatch_results import (
     release,
     skip,
 )
+from app.services.dispatch_writer import ResultWriter
 from app.services.messages import MessageError, MessageFactory, RecipientError
 from app.services.runtime_settings import RuntimeSettings
 from app.services.transport import SendOutcome
@@ -211,6 +212,16 @@ class _Portion:
 
     def send(self, claims: list[Claim], transport_factory: TransportFactory) -> None:
         self.claims = {claim.queue_item_id: claim for claim in claims}
+        self.writer = ResultWriter(self.session, self.clock, self.runtime)
+        try:
+            self._send(claims, transport_factory)
+        finally:
+            outcomes = self.writer.close()  # every accepted reply committed
+        for outcome in outcomes:
+            self.tally.count(outcome)
+        self._finish()
+
+    def _send(self, claims: list[Claim], transport_factory: TransportFactory) -> None:
         connections = self.runtime.smtp_connections
         in_flight = connections * IN_FLIGHT_PER_CONNECTION
         with TransportPool(transport_factory, connections, self.clock) as pool:
@@ -228,7 +239,6 @@ class _Portion:
                     self._collect(pool, block=pool.pending >= in_flight)
             while pool.pending:
                 self._collect(pool, block=True)
-        self._finish()
 
     # ------------------------------------------------------------ before SMTP
 
@@ -297,8 +307,18 @@ class _Portion:
     # ------------------------------------------------------------ after SMTP
 
     def _collect(self, pool: TransportPool, *, block: bool) -> None:
+        """Hand every accepted reply that has arrived to the writer thread;
+        record any other result here, in the order they came."""
         for job_result in pool.completed(block=block):
-            self._handle(job_result)
+            claim, result = self.claims[job_result.job.key], job_result.result
+            if result is not None and result.accepted and not job_result.error:
+                self.handled.add(claim.queue_item_id)
+                self.writer.put(claim, result)
+                self.connection_failures = 0
+            else:
+                self._handle(job_result)
+            if self.writer.failure:
+                self._stop(f"results cannot be recorded: {self.writer.failure}")
             if self.tally.stopped:
                 pool.cancel_waiting()  # released in _finish
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -124,13 +125,27 @@ def _classify(code: int, reply: bytes | str, at_recipient: bool) -> SendResult:
     return SendResult(outcome, code, text)
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """One verifying client context per process (an ``SSLContext`` may be
+    shared between threads)."""
+    return ssl.create_default_context()
+
+
 class SmtpTransport:
     """A ``Transport`` over one reusable smtplib connection."""
 
     def __init__(self, settings: SmtpSettings, ssl_context: ssl.SSLContext | None = None) -> None:
         self.settings = settings
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context
         self._connection: smtplib.SMTP | None = None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The given context, else the system's default one, made only when
+        TLS is used: loading the CA certificates takes ~35 ms, and the
+        dispatcher makes a transport per connection per tick."""
+        return self._ssl_context or default_ssl_context()
 
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
