@@ -326,7 +326,6 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     seed_0004_queue()
 
     upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
-    assert schema_differences() == []
     items = db.session.scalars(sa.select(QueueItem).order_by(QueueItem.id)).all()
     assert [
         (i.contact_id, i.status, i.attempts, i.last_reply, i.skip_reason, i.next_attempt_at)
@@ -338,6 +337,9 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     ]
     # The rebuild on SQLite left the log entry pointing at its item.
     assert db.session.scalar(sa.select(CampaignLogEntry.queue_item_id)) == 1
+    db.session.commit()
+    upgrade(directory=str(MIGRATIONS_DIR))  # later revisions change its indexes
+    assert schema_differences() == []
     db.session.add(
         QueueItem(id=4, mass_email_id=1, contact_id=None, email="x@example.net", created_at=WHEN)
     )
