@@ -52,10 +52,11 @@ import enum
 import functools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Text, bindparam, insert, update
+from sqlalchemy import Integer, Text, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.types import TypeEngine
@@ -137,7 +138,35 @@ def suppress_hard_bounce(
 # ----------------------------------------------------------------- send-time checks
 
 
-def check_contact(session: Session, claim: Claim, contact: Contact | None) -> tuple[S, str] | None:
+@dataclass(frozen=True, slots=True)
+class ContactSnapshot:
+    """A contact's columns as read when its message is built: what the
+    message (``messages.ContactFields``) and the send-time checks need. Plain
+    values, not an ORM object: it stays valid while results are committed
+    (which expires the session's objects) and costs a fraction to make."""
+
+    id: int
+    email: str | None
+    first_name: str
+    last_name: str
+    company: str
+    audience_type: str
+    custom_fields: dict[str, Any]
+    opted_out: bool
+    email_status: EmailStatus
+    email_status_reason: str
+
+
+def load_contacts(session: Session, ids: Sequence[int]) -> dict[int, ContactSnapshot]:
+    """Id → snapshot of the contacts ``ids`` that still exist, one query."""
+    columns = [getattr(Contact, field.name) for field in fields(ContactSnapshot)]
+    rows = session.execute(select(*columns).where(Contact.id.in_(ids)))
+    return {row[0]: ContactSnapshot(*row) for row in rows}
+
+
+def check_contact(
+    session: Session, claim: Claim, contact: ContactSnapshot | None
+) -> tuple[S, str] | None:
     """Why the claimed item must not be sent now, as (status, reason), or
     None when it may be (see the module's rules)."""
     if contact is None:

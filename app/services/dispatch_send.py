@@ -43,14 +43,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.models import (
     CampaignLogEntry,
     CampaignLogEvent,
-    Contact,
     MassEmail,
     MassEmailStatus,
     QueueItemStatus,
@@ -65,8 +64,10 @@ from app.services.dispatch import (
     housekeeping,
 )
 from app.services.dispatch_results import (
+    ContactSnapshot,
     ItemOutcome,
     check_contact,
+    load_contacts,
     record_in_doubt,
     record_result,
     release,
@@ -154,15 +155,6 @@ def send_deadline_margin(runtime: RuntimeSettings) -> timedelta:
     return min(SEND_MARGIN, timedelta(seconds=runtime.lease_seconds / 2))
 
 
-def snapshot_contact(contact: Contact) -> Contact:
-    """A transient copy of ``contact``'s columns: it renders the message
-    while results are committed, which would expire the session's own."""
-    copy = Contact()
-    for attribute in inspect(Contact).column_attrs:
-        setattr(copy, attribute.key, getattr(contact, attribute.key))
-    return copy
-
-
 def pause_with_reason(session: Session, mass_email_id: int, reason: str, clock: Clock) -> bool:
     """Pause the mass email if it is in progress, with ``reason`` in its
     campaign log; commits. Returns whether it was paused."""
@@ -242,12 +234,11 @@ class _Portion:
 
     # ------------------------------------------------------------ before SMTP
 
-    def _contacts(self, chunk: Iterable[Claim]) -> dict[int, Contact]:
+    def _contacts(self, chunk: Iterable[Claim]) -> dict[int, ContactSnapshot]:
         ids = [claim.contact_id for claim in chunk if claim.contact_id is not None]
-        loaded = self.session.scalars(select(Contact).where(Contact.id.in_(ids)))
-        return {contact.id: snapshot_contact(contact) for contact in loaded}
+        return load_contacts(self.session, ids)
 
-    def _job(self, claim: Claim, contact: Contact | None) -> SendJob | None:
+    def _job(self, claim: Claim, contact: ContactSnapshot | None) -> SendJob | None:
         """The claim's message, or None when it is not to be sent now (a
         send-time check refused it, or its mass email cannot be built)."""
         if claim.mass_email_id in self.unbuildable:
