@@ -1,11 +1,16 @@
 """A real SMTP server for tests: aiosmtpd in-process, with injected faults.
 
 Faults are set on the handler while the server runs:
+- ``mail_replies`` (a list, first-in first-out) answers MAIL FROM once each;
 - ``rcpt_replies[address] = "550 5.1.1 User unknown"`` answers RCPT for one address;
 - ``data_replies`` (a list, used first-in first-out) answers DATA once each;
 - ``drop_next_data`` closes the connection instead of answering DATA (that
   many times), as a crashed or overloaded relay does.
 Every accepted message is kept in ``messages`` with its envelope.
+
+``pipelining`` makes the server offer PIPELINING (RFC 2920; aiosmtpd reads
+pipelined commands in order but does not advertise it); ``pipelined``
+counts the RCPT commands that arrived with the DATA after them already sent.
 """
 
 from __future__ import annotations
@@ -38,12 +43,15 @@ class ReceivedMessage:
 
 @dataclass
 class FaultyHandler:
+    mail_replies: list[str] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
     drop_next_data: int = 0
     messages: list[ReceivedMessage] = field(default_factory=list)
     sessions: int = 0
     accepted_count: int = 0
+    pipelining: bool = False
+    pipelined: int = 0
 
     async def handle_EHLO(
         self,
@@ -57,7 +65,23 @@ class FaultyHandler:
         if not session.ssl or session.host_name is None:
             self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,
@@ -67,6 +91,9 @@ class FaultyHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        # The client pipelines when DATA is already waiting behind this RCPT.
+        if b"DATA" in bytes(getattr(server._reader, "_buffer", b"")):
+            self.pipelined += 1
         reply = self.rcpt_replies.get(address)
         if reply is not None:
             return reply
@@ -146,9 +173,10 @@ def smtp_server(
     credentials: tuple[str, str] | None = None,
     tls: str = "none",  # "none", "starttls" or "implicit"
     certificate_folder: Path | None = None,
+    pipelining: bool = False,
 ) -> Iterator[RunningServer]:
     """Start aiosmtpd on a free port of 127.0.0.1; stop it afterwards."""
-    handler = FaultyHandler()
+    handler = FaultyHandler(pipelining=pipelining)
     options: dict[str, Any] = {}
     ca_file = None
     if tls != "none":

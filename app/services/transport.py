@@ -11,7 +11,9 @@ with the message (RFC 5321 §4.2.1 reply classes):
 - an authentication failure → ``auth_failed`` (stop sending, tell a person).
 
 One connection is opened lazily and reused for every message until ``close()``
-or until the server drops it; it is never shared between threads.
+or until the server drops it; it is never shared between threads. When the
+relay offers PIPELINING (RFC 2920), MAIL, RCPT and DATA travel together:
+two round trips a message instead of four, the same replies classified.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -132,6 +135,56 @@ def default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def _pipelined_transaction(
+    connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
+) -> SendResult:
+    """RFC 2920: MAIL, RCPT and DATA go out in one write and their replies
+    are read in order; the body follows only a 354. Two round trips a
+    message instead of four (MAIL, RCPT, DATA, body each waited for).
+
+    A refused MAIL or RCPT is classified as without pipelining; a server
+    that still accepts the DATA gets an empty message ended at once (§3.1),
+    which it refuses for want of recipients. A 421 ends the reading: the
+    server is closing the channel (RFC 5321 §3.8)."""
+    commands = (
+        f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
+        f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
+        "DATA\r\n"
+    )
+    connection.send(commands)
+    replies: list[tuple[int, bytes]] = []
+    for _ in range(3):
+        replies.append(connection.getreply())
+        if replies[-1][0] == 421:
+            return _classify(*replies[-1], at_recipient=len(replies) == 2)
+    (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
+    if mail_code != 250 or rcpt_code not in (250, 251):
+        if data_code == 354:
+            connection.send(b".\r\n")
+            connection.getreply()
+        if mail_code != 250:
+            return _classify(mail_code, mail_reply, at_recipient=False)
+        return _classify(rcpt_code, rcpt_reply, at_recipient=True)
+    if data_code != 354:
+        raise smtplib.SMTPDataError(data_code, data_reply)  # as SMTP.data() does
+    connection.send(_data_block(message))
+    return _classify(*connection.getreply(), at_recipient=False)
+
+
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+
+
+def _data_block(message: bytes) -> bytes:
+    """The message as DATA sends it, as ``SMTP.data()`` does: a dot at a
+    line's start doubled (RFC 5321 §4.5.2), then CRLF "." CRLF."""
+    block = message
+    if block.startswith(b".") or b"\n." in block:  # a scan, cheaper than the regex
+        block = _LINE_START_DOT.sub(b"..", block)
+    if not block.endswith(b"\r\n"):
+        block += b"\r\n"
+    return block + b".\r\n"
+
+
 class SmtpTransport:
     """A ``Transport`` over one reusable smtplib connection."""
 
@@ -200,6 +253,8 @@ class SmtpTransport:
         """MAIL, RCPT, DATA by hand: ``sendmail()`` drops the final reply,
         which carries the relay's queue id, and merges the RCPT reply into an
         exception we would have to unpick."""
+        if connection.has_extn("pipelining"):
+            return _pipelined_transaction(connection, message, envelope_from, recipient)
         code, reply = connection.mail(envelope_from)
         if code != 250:
             return _classify(code, reply, at_recipient=False)

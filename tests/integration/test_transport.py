@@ -20,9 +20,11 @@ from tests.smtp_server import RunningServer, free_port, smtp_server
 MESSAGE = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
-@pytest.fixture
-def server() -> Iterator[RunningServer]:
-    with smtp_server() as running:
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """The server, without and with PIPELINING offered: every behaviour
+    below holds for both ways of talking to it."""
+    with smtp_server(pipelining=request.param) as running:
         yield running
 
 
@@ -51,6 +53,53 @@ def test_accepted_message_keeps_the_relays_reply_and_reuses_the_connection(
         ("bounces@example.com", ["c@example.org"]),
     ]
     assert received[0].data.replace(b"\r\n", b"\n") == MESSAGE.replace(b"\r\n", b"\n")
+    # RFC 2920: offered pipelining is used (DATA sent without waiting for RCPT's reply).
+    assert server.handler.pipelined == (2 if server.handler.pipelining else 0)
+
+
+def test_lines_starting_with_a_dot_arrive_unchanged(server: RunningServer) -> None:
+    message = MESSAGE + b".\r\n..two\r\n.three"  # and no final line break
+    transport = transport_for(server)
+    assert transport.send(message, "bounces@example.com", "b@example.org").accepted
+    transport.close()
+    assert server.handler.messages[0].data == message + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        ("550 5.7.1 Sender address rejected", SendOutcome.REJECTED),
+        ("451 4.3.0 Sender check failed, try later", SendOutcome.TEMPORARY),
+    ],
+)
+def test_sender_reply_is_classified_and_the_session_goes_on(
+    server: RunningServer, reply: str, outcome: SendOutcome
+) -> None:
+    server.handler.mail_replies.append(reply)
+    transport = transport_for(server)
+
+    refused = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    after = transport.send(MESSAGE, "bounces@example.com", "c@example.org")
+    transport.close()
+
+    assert (refused.outcome, refused.code) == (outcome, int(reply[:3]))
+    assert after.accepted
+    assert [m.recipients for m in server.handler.messages] == [["c@example.org"]]
+    assert server.handler.sessions == 1
+
+
+def test_a_421_to_mail_is_temporary_and_the_next_send_reconnects(server: RunningServer) -> None:
+    server.handler.mail_replies.append("421 4.3.2 Service shutting down")
+    transport = transport_for(server)
+
+    closing = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    after = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    transport.close()
+
+    assert (closing.outcome, closing.code) == (SendOutcome.TEMPORARY, 421)
+    assert after.accepted
+    assert server.handler.sessions == 2
+    assert len(server.handler.messages) == 1
 
 
 @pytest.mark.parametrize(
