@@ -72,7 +72,19 @@ from typing import Any
 
 from flask import current_app
 from render import CITIES, template_html
-from sqlalchemy import JSON, String, case, cast, event, func, insert, literal, select
+from sqlalchemy import (
+    JSON,
+    String,
+    case,
+    cast,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from app import app_settings, create_app
@@ -107,7 +119,9 @@ SMTP_SINK = "smtp-sink"
 CEILING_MESSAGES = 64
 # A runner whose claim came back empty while another still sends waits this
 # long before it looks again (the bench's loop, not the product's).
-IDLE_SECONDS = 0.05
+IDLE_SECONDS = 0.25
+# How often the PostgreSQL backends' CPU time is read during the dispatch.
+DATABASE_CPU_EVERY = 0.2
 
 
 # ----------------------------------------------------------------- smtp-sink
@@ -504,16 +518,56 @@ def measure_ceiling(layout: Layout, count: int, messages: list[bytes]) -> Report
 
 
 def measure_dispatch(layout: Layout, count: int, database_url: str, mass_email_id: int) -> Report:
-    with smtp_sink() as sink:
+    with smtp_sink() as sink, DatabaseCpu(database_url) as database_cpu:
         seconds, reports = run_together(
             runner_process,
             [(index, database_url, sink.url, mass_email_id) for index in range(layout.runners)],
         )
     report = phase_report(count, seconds, reports, sink)
+    if database_cpu.seconds is not None:
+        report["database_cpu_ms_per_message"] = round(database_cpu.seconds * 1000 / count, 3)
     report["runners"] = [
         {key: value for key, value in runner.items() if key != "finished"} for runner in reports
     ]
     return report
+
+
+class DatabaseCpu:
+    """The CPU time of the PostgreSQL backends serving the bench database
+    while the runners send: sampled from ``/proc`` every
+    ``DATABASE_CPU_EVERY`` seconds (the server runs on this machine), the
+    last value of each backend kept. None on SQLite, whose work is in the
+    runners' own CPU time."""
+
+    def __init__(self, database_url: str) -> None:
+        self._engine = create_engine(database_url)
+        self._stop = threading.Event()
+        self._latest: dict[int, float] = {}
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.seconds: float | None = None
+
+    def __enter__(self) -> DatabaseCpu:
+        if self._engine.dialect.name == "postgresql":
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+            self.seconds = sum(self._latest.values())
+        self._engine.dispose()
+
+    def _sample(self) -> None:
+        with self._engine.connect() as connection:
+            query = text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            while not self._stop.wait(DATABASE_CPU_EVERY):
+                for pid in connection.execute(query).scalars():
+                    self._latest[pid] = process_cpu_seconds(pid) or self._latest.get(pid, 0.0)
+                connection.rollback()
 
 
 def phase_report(count: int, seconds: float, reports: list[Report], sink: Sink) -> Report:

@@ -7,11 +7,14 @@ Rules (besides those of ``app.services.dispatch`` and
 - **Threads only talk SMTP.** The main thread builds each message (one
   ``MessageFactory`` per mass email per tick) and hands it to a
   ``TransportPool`` of ``smtp_connections`` threads, each with its own
-  transport; results come back to the main thread, which commits each one
-  as it arrives. A SQLAlchemy session is never shared between threads, and
-  a result is still durable right after its reply. At most
-  ``IN_FLIGHT_PER_CONNECTION`` messages per connection wait built in
-  memory, so memory stays flat whatever the batch size.
+  transport; results come back to the main thread as they arrive. It hands
+  accepted replies to the results writer (``dispatch_writer``: a thread
+  with its own session that commits every reply waiting, one transaction
+  per group) and records any other result itself, at once. A SQLAlchemy
+  session is never shared between threads, and a result is still durable
+  right after its reply. At most ``IN_FLIGHT_PER_CONNECTION`` messages per
+  connection wait built in memory, so memory stays flat whatever the batch
+  size.
 - **Send deadline.** A message is not handed to SMTP later than
   ``SEND_MARGIN`` (at most half the lease) before its claim's lease
   expires, so a conversation still running when housekeeping may call the
@@ -208,10 +211,12 @@ class _Portion:
         try:
             self._send(claims, transport_factory)
         finally:
-            outcomes = self.writer.close()  # every accepted reply committed
+            outcomes, failure = self.writer.close()  # every accepted reply committed
         for outcome in outcomes:
             self.tally.count(outcome)
         self._finish()
+        if failure is not None:
+            raise failure  # the unrecorded items stay sending: the lease interrupts them
 
     def _send(self, claims: list[Claim], transport_factory: TransportFactory) -> None:
         connections = self.runtime.smtp_connections

@@ -17,9 +17,10 @@ Rules (besides those of ``app.services.dispatch_results``):
   round trips than building the message did).
 - **Nothing in doubt is resent.** ``close`` waits until every reply put
   here is committed and returns their outcomes. A group that cannot be
-  recorded is rolled back and the error re-raised by ``close``; later
-  replies are not recorded either (``failure`` says why, so the main thread
-  ends the tick). Their items stay ``sending`` and their lease makes them
+  recorded is rolled back; later replies are not recorded either
+  (``failure`` says why, so the main thread ends the tick, and ``close``
+  hands over the error to raise once the tick has released what it never
+  sent). Their items stay ``sending`` and their lease makes them
   ``interrupted``, as for a runner that died.
 """
 
@@ -67,14 +68,12 @@ class ResultWriter:
         error = self._error
         return "" if error is None else f"{type(error).__name__}: {error}"
 
-    def close(self) -> list[ItemOutcome]:
-        """Wait until every reply handed over is recorded; their outcomes.
-        Re-raises a failure to record."""
+    def close(self) -> tuple[list[ItemOutcome], BaseException | None]:
+        """Wait until every reply handed over is recorded; their outcomes,
+        and the error that stopped the recording, if one did."""
         self._replies.put(None)
         self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._outcomes
+        return self._outcomes, self._error
 
     # ------------------------------------------------------------ the thread
 
@@ -102,7 +101,7 @@ class ResultWriter:
     def _record(self, session: Session, group: list[_Reply]) -> None:
         try:
             self._outcomes += record_accepted(session, group, self._clock, self._runtime)
-        except BaseException as error:  # re-raised by close() in the main thread
+        except BaseException as error:  # raised in the main thread after close()
             session.rollback()
             self._error = error
             log.error("accepted replies not recorded (their items will be interrupted): %s", error)
