@@ -177,6 +177,12 @@ def smtp_sink() -> Iterator[Sink]:
             sink.received = int(counts[-1]) if counts else 0
 
 
+def current_rss_mb() -> float:
+    """This process's resident memory now (Linux ``/proc``)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a running process (Linux ``/proc``)."""
     try:
@@ -443,6 +449,7 @@ def run_runner(
     statements = count_statements()
     totals = TickResult()
     ticks = 0
+    rss_by_tick: list[float] = []
     ready.put(index)
     go.wait()
     cpu_started = time.process_time()
@@ -450,6 +457,7 @@ def run_runner(
         activate_due(session, clock)
         result = dispatch_tick(session, transport_factory, clock, runtime, runner_id, config=config)
         ticks += 1
+        rss_by_tick.append(current_rss_mb())
         add_up(totals, result)
         if result.claimed == 0:
             if not in_progress(session, mass_email_id):
@@ -461,6 +469,8 @@ def run_runner(
         "cpu_seconds": round(time.process_time() - cpu_started, 2),
         "peak_rss_mb": peak_rss_mb(),
         "ticks": ticks,
+        # Resident memory after the first tick, half-way and at the end.
+        "rss_mb_after_ticks": [rss_by_tick[0], rss_by_tick[len(rss_by_tick) // 2], rss_by_tick[-1]],
         **{name: getattr(totals, name) for name in TALLIES},
         "stopped": totals.stopped,
         "statements": dict(statements.most_common(8)),
