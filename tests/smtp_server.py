@@ -1,11 +1,17 @@
 """A real SMTP server for tests: aiosmtpd in-process, with injected faults.
 
 Faults are set on the handler while the server runs:
-- ``mail_replies`` (a list, first-in first-out) answers MAIL FROM once each;
 - ``rcpt_replies[address] = "550 5.1.1 User unknown"`` answers RCPT for one address;
-- ``data_replies`` (a list, used first-in first-out) answers DATA once each;
+- ``rcpt_domain_replies["gmail.com"] = "421 4.7.28 …"`` answers RCPT for every
+  address at a domain (a provider's rate limit passed on by the relay);
+- ``mail_replies`` and ``data_replies`` (lists, used first-in first-out)
+  answer MAIL FROM and DATA once each; ``data_domain_replies`` answers DATA
+  for every message to a domain;
 - ``drop_next_data`` closes the connection instead of answering DATA (that
-  many times), as a crashed or overloaded relay does.
+  many times), as a crashed or overloaded relay does;
+- ``data_delay_seconds`` makes the server slow to answer DATA, so that
+  conversations overlap and ``peak_conversations`` (per recipient domain,
+  from an accepted RCPT to the end of DATA) shows how many ran at once.
 Every accepted message is kept in ``messages`` with its envelope.
 
 ``pipelining`` makes the server offer PIPELINING (RFC 2920; aiosmtpd reads
@@ -15,10 +21,12 @@ counts the RCPT commands that arrived with the DATA after them already sent.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,15 +51,23 @@ class ReceivedMessage:
 
 @dataclass
 class FaultyHandler:
-    mail_replies: list[str] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
+    rcpt_domain_replies: dict[str, str] = field(default_factory=dict)
+    mail_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
+    data_domain_replies: dict[str, str] = field(default_factory=dict)
     drop_next_data: int = 0
+    data_delay_seconds: float = 0.0
     messages: list[ReceivedMessage] = field(default_factory=list)
     sessions: int = 0
     accepted_count: int = 0
     pipelining: bool = False
     pipelined: int = 0
+    # Per recipient domain: conversations now between RCPT and the end of
+    # DATA, and the most there ever were at once. (The handler's coroutines
+    # all run on the server's one event loop, so plain counters are safe.)
+    conversations: Counter[str] = field(default_factory=Counter)
+    peak_conversations: Counter[str] = field(default_factory=Counter)
 
     async def handle_EHLO(
         self,
@@ -94,13 +110,27 @@ class FaultyHandler:
         # The client pipelines when DATA is already waiting behind this RCPT.
         if b"DATA" in bytes(getattr(server._reader, "_buffer", b"")):
             self.pipelined += 1
-        reply = self.rcpt_replies.get(address)
+        domain = address.rpartition("@")[2].lower()
+        reply = self.rcpt_replies.get(address, self.rcpt_domain_replies.get(domain))
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)
+        self.conversations[domain] += 1
+        self.peak_conversations[domain] = max(
+            self.peak_conversations[domain], self.conversations[domain]
+        )
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        try:
+            if self.data_delay_seconds:
+                await asyncio.sleep(self.data_delay_seconds)
+            return self._answer_data(server, envelope)
+        finally:
+            for address in envelope.rcpt_tos:
+                self.conversations[address.rpartition("@")[2].lower()] -= 1
+
+    def _answer_data(self, server: SMTPServer, envelope: Envelope) -> str:
         if self.drop_next_data > 0:
             self.drop_next_data -= 1
             assert server.transport is not None
@@ -108,6 +138,10 @@ class FaultyHandler:
             return "421 closing"  # never reaches the client
         if self.data_replies:
             return self.data_replies.pop(0)
+        for address in envelope.rcpt_tos:
+            reply = self.data_domain_replies.get(address.rpartition("@")[2].lower())
+            if reply is not None:
+                return reply
         content = envelope.original_content or b""
         self.messages.append(
             ReceivedMessage(str(envelope.mail_from), list(envelope.rcpt_tos), content)

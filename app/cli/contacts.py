@@ -1,4 +1,4 @@
-"""``sluice contacts …``: import, export, opt-out, opt-in.
+"""``sluice contacts …``: import, export, change-address, opt-out, opt-in.
 
 The commands own files and printing; the rules live in
 ``app.services.contact_import``, ``contact_csv``, ``contact_export`` and
@@ -39,7 +39,14 @@ from app.services.contact_csv import (
 )
 from app.services.contact_export import export_contacts, find_target_list
 from app.services.contact_import import ImportSummary, import_contacts
-from app.services.contacts import ContactError, clean_audience_type, clean_name, set_opt_out
+from app.services.contacts import (
+    ContactError,
+    change_address,
+    clean_audience_type,
+    clean_name,
+    find_contact,
+    set_opt_out,
+)
 
 # Beyond this many lines of rejected rows (and, separately, of warnings) the
 # terminal only gets a count: the rejected-rows file has them all.
@@ -256,6 +263,40 @@ def export_command(list_name: str | None, output: Path | None) -> None:
         with output.open("w", encoding=CSV_FILE_ENCODING, newline="") as out:
             count = export_contacts(session, out, list_name=list_name)
     click.echo(f"Exported {count} contacts to {output or 'standard output'}.", err=True)
+
+
+@contacts_group.command("change-address")
+@click.argument("address")
+@click.argument("new_address")
+@with_appcontext
+def change_address_command(address: str, new_address: str) -> None:
+    """Correct the contact at ADDRESS to NEW_ADDRESS (a typo, a moved mailbox).
+
+    A new address lifts the "invalid" mark a hard bounce left on the old
+    one. A mass email it missed can then be resent with `sluice queue resend`.
+    """
+    session = current_session()
+    try:
+        contact = find_contact(session, address)
+    except InvalidAddress as error:
+        raise click.ClickException(f"{address.strip()!r} is not a valid address: {error}") from None
+    if contact is None:
+        raise click.ClickException(f"no contact with address {address.strip()!r}")
+    own_addresses = own_sending_addresses(session, app_settings(current_app).bounce_address)
+    try:
+        saved = change_address(session, contact, new_address, SystemClock(), own_addresses)
+    except InvalidAddress as error:
+        session.rollback()
+        raise click.ClickException(
+            f"{new_address.strip()!r} is not a valid address: {error}"
+        ) from None
+    except ContactError as error:
+        session.rollback()
+        raise click.ClickException(str(error)) from None
+    session.commit()
+    click.echo(f"{address.strip()} is now {saved.contact.email}.")
+    for warning in saved.warnings:
+        click.echo(f"Warning: {warning}", err=True)
 
 
 def _change_opt_out(address: str, opted_out: bool, source: str) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
+from pathlib import Path
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
@@ -15,6 +17,7 @@ from app.cli.common import unit_of_work
 from app.clock import SystemClock
 from app.extensions import current_session, db
 from app.services.demo import DemoDataError, load_demo_data
+from app.services.mail_catcher import DEFAULT_PORT, MailCatcher, MailCatcherError, default_directory
 from app.services.runtime_settings import (
     SPECS,
     SettingsValidationError,
@@ -23,6 +26,7 @@ from app.services.runtime_settings import (
     update_runtime_settings,
 )
 from app.services.users import ensure_first_admin
+from app.web.dev_mail import MAIL_CATCHER_DIR_KEY
 from config import ConfigError
 
 
@@ -84,10 +88,57 @@ port_option = click.option("--port", default=5000, show_default=True, type=int)
 @click.command("run")
 @host_option
 @port_option
+@click.option(
+    "--catcher-port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=int,
+    help="Port of the development mail catcher on 127.0.0.1.",
+)
+@click.option(
+    "--no-catcher",
+    is_flag=True,
+    help="Send through SLUICE_SMTP_URL instead of the development mail catcher.",
+)
 @with_appcontext
-def run_command(host: str, port: int) -> None:
-    """Development mode: the whole product in one process."""
-    _serve(host, port)
+def run_command(host: str, port: int, catcher_port: int, no_catcher: bool) -> None:
+    """Development mode: the whole product in one process — web UI, job
+    runner and a mail catcher that keeps every message instead of sending it."""
+    from app.cli.worker import start_background_runner, stop_on_sigterm
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop_on_sigterm()
+    web_url = f"http://{host}:{port}/"
+    catcher = None if no_catcher else _start_catcher(app, catcher_port, web_url)
+    try:
+        runner = start_background_runner(app)
+        click.echo(f"Job runner {runner.runner_id} started (`sluice jobs` shows it).")
+        try:
+            _serve(host, port)
+        finally:
+            runner.stop()
+    finally:
+        if catcher is not None:
+            catcher.stop()
+
+
+def _start_catcher(app: Flask, port: int, web_url: str) -> MailCatcher:
+    """Start the catcher and point the app's SMTP and its /dev/mail page at it."""
+    directory = default_directory(Path(app.instance_path))
+    catcher = MailCatcher(directory, port=port)
+    try:
+        catcher.start()
+    except MailCatcherError as error:
+        raise click.ClickException(
+            f"{error} (choose another with --catcher-port, or --no-catcher)"
+        ) from None
+    app.config["SLUICE_SETTINGS"] = replace(app_settings(app), smtp_url=catcher.smtp_url)
+    app.config[MAIL_CATCHER_DIR_KEY] = str(directory)
+    click.echo(
+        f"Mail catcher on {catcher.smtp_url}: nothing leaves this machine; "
+        f"caught mail is kept in {directory} and shown at {web_url}dev/mail"
+    )
+    return catcher
 
 
 @click.command("web")

@@ -1,11 +1,10 @@
-"""``sluice dispatch --once``, ``sluice queue retry-interrupted`` and
-``sluice status``: the dispatcher from the command line (cron, operators)."""
+"""``sluice dispatch --once``, ``sluice queue retry-interrupted``, ``sluice
+queue resend`` and ``sluice status``: the dispatcher from the command line
+(cron, operators)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
+import getpass
 from datetime import datetime
 
 import click
@@ -13,27 +12,28 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
-from app import app_dkim_key, app_settings
 from app.cli.common import unit_of_work
-from app.clock import Clock, SystemClock
+from app.clock import Clock
+from app.context import (
+    SmtpNotConfigured,
+    app_clock,
+    app_message_config,
+    app_transport_factory,
+    runner_id,
+)
 from app.extensions import current_session
 from app.models import QueueItemStatus
-from app.models.queue import RUNNER_ID_MAX_LENGTH
 from app.services.dispatch import DispatchError, retry_interrupted
-from app.services.dispatch_send import MessageConfig, TickResult, dispatch_tick
+from app.services.dispatch_send import TickResult, dispatch_tick
 from app.services.dispatch_status import Progress, mass_email_progress
+from app.services.pacing import GroupPace
 from app.services.queue_build import activate_due
+from app.services.resend import resend_after_correction
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
-from app.services.transport import SmtpSettings, SmtpTransport, Transport, parse_smtp_url
-from app.web.public import CLOCK_CONFIG_KEY
-
-SMTP_URL_EXAMPLE = "smtp://user:password@relay.example.com:587?starttls=1"
 
 
 def _clock() -> Clock:
-    """The app's clock: a test may set one in the config, else the system's."""
-    clock = current_app.config.get(CLOCK_CONFIG_KEY)
-    return clock if clock is not None else SystemClock()
+    return app_clock(current_app)
 
 
 def _runtime(session: Session) -> RuntimeSettings:
@@ -43,35 +43,11 @@ def _runtime(session: Session) -> RuntimeSettings:
         raise click.ClickException(str(error)) from None
 
 
-def _smtp_settings() -> SmtpSettings:
-    """The relay of ``SLUICE_SMTP_URL``; a clear error when it is missing or bad."""
-    smtp_url = app_settings(current_app).smtp_url
-    if not smtp_url:
-        raise click.ClickException(
-            f"no SMTP relay is configured: set SLUICE_SMTP_URL (e.g. {SMTP_URL_EXAMPLE})"
-        )
-    try:
-        return parse_smtp_url(smtp_url)
-    except ValueError as error:
-        raise click.ClickException(f"SLUICE_SMTP_URL: {error}") from None
-
-
-def runner_id() -> str:
-    """This process's id in claims: host, process id and a random part (a
-    restarted process on the same host is another runner)."""
-    suffix = f":{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return socket.gethostname()[: RUNNER_ID_MAX_LENGTH - len(suffix)] + suffix
-
-
 def _summary(started: list[int], result: TickResult) -> list[str]:
     lines = []
     if started:
         lines.append(f"Started mass email(s) {', '.join(map(str, started))}.")
-    lines.append(
-        f"Claimed {result.claimed}: sent {result.sent}, retry later {result.retried}, "
-        f"failed {result.failed}, bounced {result.bounced}, not sent {result.skipped}, "
-        f"released {result.released}, in doubt {result.in_doubt}."
-    )
+    lines.append(result.counts().capitalize() + ".")
     if result.interrupted:
         lines.append(
             f"{result.interrupted} item(s) found with an expired lease are now interrupted; "
@@ -79,6 +55,11 @@ def _summary(started: list[int], result: TickResult) -> list[str]:
         )
     if result.completed:
         lines.append(f"Completed mass email(s) {', '.join(map(str, result.completed))}.")
+    for group, until in result.throttled.items():
+        lines.append(
+            f"Domain group {group} is throttled until {until:%Y-%m-%d %H:%M} UTC after a "
+            "rate-limit reply; its unsent claims were released."
+        )
     if result.stopped:
         lines.append(f"The tick ended early: {result.stopped}.")
     return lines
@@ -98,14 +79,11 @@ def dispatch_command(once: bool) -> None:
     session = current_session()
     clock = _clock()
     runtime = _runtime(session)
-    smtp = _smtp_settings()
-
-    def transport_factory() -> Transport:
-        return SmtpTransport(smtp)
-
-    config = MessageConfig(
-        app_settings(current_app), str(current_app.config["SECRET_KEY"]), app_dkim_key(current_app)
-    )
+    try:
+        transport_factory = app_transport_factory(current_app)
+    except SmtpNotConfigured as error:
+        raise click.ClickException(str(error)) from None
+    config = app_message_config(current_app)
     started = activate_due(session, clock)
     result = dispatch_tick(session, transport_factory, clock, runtime, runner_id(), config=config)
     for line in _summary(started, result):
@@ -133,11 +111,65 @@ def retry_interrupted_command(mass_email_id: int) -> None:
     click.echo(f"{count} interrupted item(s) of mass email {mass_email_id} are queued again.")
 
 
+def _operator() -> str:
+    """Who runs this command, for the campaign log."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (containers)
+        user = "unknown user"
+    return f"{user} (command line)"
+
+
+@queue_group.command("resend")
+@click.argument("queue_item_id", type=int)
+@click.option(
+    "--by",
+    "requested_by",
+    metavar="NAME",
+    help="Who asks for the resend, for the campaign log (default: your login name).",
+)
+@with_appcontext
+def resend_command(queue_item_id: int, requested_by: str | None) -> None:
+    """Send QUEUE_ITEM_ID once more, to its contact's corrected address.
+
+    Only for a recipient that bounced, was dropped, errored or failed, and
+    only once; correct the address first (`sluice contacts change-address`).
+    """
+    with unit_of_work(DispatchError) as session:
+        resend = resend_after_correction(
+            session, queue_item_id, _clock(), requested_by=requested_by or _operator()
+        )
+    click.echo(
+        f"Queue item {resend.queue_item_id} of mass email {resend.mass_email_id} is queued "
+        f"again for {resend.new_email} (was {resend.old_email or 'no address'})."
+    )
+    if resend.reopened:
+        click.echo(
+            f"Mass email {resend.mass_email_id} was complete and is in progress again "
+            "until it is sent."
+        )
+
+
 def _when(moment: datetime, now: datetime) -> str:
     minutes = max(0, round((moment - now).total_seconds() / 60))
     hours, minutes = divmod(minutes, 60)
     span = f"{hours} h {minutes} min" if hours else f"{minutes} min"
     return f"{moment:%Y-%m-%d %H:%M} UTC (in about {span})"
+
+
+def pacing_lines(paces: list[GroupPace], now: datetime) -> list[str]:
+    """Each domain group's use of the last 60 minutes, caps and throttle."""
+    lines = ["Domain groups (all mass emails, last 60 minutes):"]
+    for pace in paces:
+        cap = f"of {pace.hourly_cap}/h" if pace.hourly_cap else "(global quota only)"
+        connections = (
+            f", at most {pace.connection_cap} connection(s)" if pace.connection_cap else ""
+        )
+        line = f"  {pace.group.value:<8} {pace.used:>7} claimed {cap}{connections}"
+        if pace.throttled_until is not None:
+            line += f"; throttled until {_when(pace.throttled_until, now)}: {pace.throttle_reply}"
+        lines.append(line)
+    return lines
 
 
 def progress_lines(progress: Progress, now: datetime) -> list[str]:
@@ -148,6 +180,7 @@ def progress_lines(progress: Progress, now: datetime) -> list[str]:
             lines.append(f"  {status.value:<13} {count:>9}")
     lines.append(f"  {'total':<13} {progress.total:>9}")
     lines.append(f"Quota left in the current hour (all mass emails): {progress.quota_left}")
+    lines += pacing_lines(progress.paces, now)
     if progress.eta is not None:
         shared = (
             f", shared with {progress.sharing_with} other mass email(s)"

@@ -24,6 +24,8 @@ from app.models.contacts import (
 )
 from app.models.events import CampaignLogEntry, CampaignLogEvent
 from app.models.imports import ContactImport as ContactImport
+from app.models.jobs import JobRun, JobRunOutcome, Runner
+from app.models.pacing import DomainGroup, DomainThrottle
 from app.models.queue import BounceKind, QueueItem, QueueItemStatus, SendAttempt, TrackedLink
 
 __all__ = [
@@ -36,13 +38,18 @@ __all__ = [
     "CampaignTrackingUrl",
     "CampaignType",
     "Contact",
+    "DomainGroup",
+    "DomainThrottle",
     "EmailStatus",
     "EmailTemplate",
+    "JobRun",
+    "JobRunOutcome",
     "MassEmail",
     "MassEmailStatus",
     "QueueItem",
     "QueueItemStatus",
     "Role",
+    "Runner",
     "RuntimeSetting",
     "SavedFilter",
     "SendAttempt",

@@ -29,6 +29,8 @@ class CampaignLogEvent(enum.StrEnum):
     DROPPED = "dropped"
     FAILED = "failed"
     ERROR = "error"
+    # A person resent a queue item after correcting its address.
+    RESENT = "resent"
 
 
 class CampaignLogEntry(Base):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, UTCDateTime
 from app.models.campaigns import TRACKING_URL_NAME_MAX_LENGTH
 from app.models.contacts import EMAIL_MAX_LENGTH, str_enum
+from app.models.pacing import DOMAIN_GROUP_MAX_LENGTH, DomainGroup
 
 
 class QueueItemStatus(enum.StrEnum):
@@ -67,7 +68,10 @@ class QueueItem(Base):
     item (``sending``) carries ``claimed_by`` (the runner's id) and
     ``lease_expires_at``, after which it counts as interrupted.
     ``skip_reason`` says why an item built as dropped, unsubscribed or error
-    is never sent.
+    is never sent. ``domain_group`` is the recipient's domain group, set when
+    the queue is built (``app.services.domain_groups``), for pacing.
+    ``resent_at``: when a person resent it after correcting its contact's
+    address (at most once; ``email`` then holds the new one).
 
     ``uq_queue_items_mass_email_contact``: one item per contact and mass
     email, so a queue can never be built twice for the same contact (NULL
@@ -79,21 +83,25 @@ class QueueItem(Base):
         UniqueConstraint("mass_email_id", "contact_id", name="uq_queue_items_mass_email_contact"),
         Index("ix_queue_items_mass_email_id_status", "mass_email_id", "status"),
         Index("ix_queue_items_contact_id", "contact_id"),
-        # A claim reads one mass email's queued rows in id order, straight
-        # from this index, whatever is sent already (migration 0006).
-        Index(
-            "ix_queue_items_claimable",
-            "mass_email_id",
-            "id",
-            postgresql_where=_QUEUED,
-            sqlite_where=_QUEUED,
-        ),
         # Housekeeping finds expired leases without scanning the queue.
         Index(
             "ix_queue_items_sending_lease",
             "lease_expires_at",
             postgresql_where=_SENDING,
             sqlite_where=_SENDING,
+        ),
+        # The claim: each domain group's next queued items of a mass email
+        # in id order, straight from this index, without walking past the
+        # items already sent or another group's (a capped gmail may hold
+        # most of a queue). The only index the claim needs (migration 0009
+        # dropped 0005's (next_attempt_at, id), which gave no such order).
+        Index(
+            "ix_queue_items_claimable_group",
+            "mass_email_id",
+            "domain_group",
+            "id",
+            postgresql_where=_QUEUED,
+            sqlite_where=_QUEUED,
         ),
     )
 
@@ -124,6 +132,14 @@ class QueueItem(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounce_kind: Mapped[BounceKind | None] = mapped_column(str_enum(BounceKind, length=10))
     skip_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    domain_group: Mapped[DomainGroup] = mapped_column(
+        str_enum(DomainGroup, length=DOMAIN_GROUP_MAX_LENGTH),
+        default=DomainGroup.OTHER,
+        server_default=DomainGroup.OTHER.value,
+    )
+    # Set when a person resent the item after correcting its address: a
+    # resend happens once (``app.services.queue_status``).
+    resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SendAttempt(Base):
@@ -134,13 +150,16 @@ class SendAttempt(Base):
     in the last 60 minutes, across all mass emails and runners. A row is
     written when the item is claimed (before the SMTP conversation), so a
     message in doubt still counts; ``finished_at``, ``outcome``, ``code`` and
-    ``reply`` are filled in when the result is known.
+    ``reply`` are filled in when the result is known. ``domain_group`` is the
+    claimed item's, so a group's hourly cap counts its own rows.
     """
 
     __tablename__ = "send_attempts"
     __table_args__ = (
         Index("ix_send_attempts_claimed_at", "claimed_at"),
         Index("ix_send_attempts_queue_item_id", "queue_item_id"),
+        # A capped group's rows of the last 60 minutes, index only.
+        Index("ix_send_attempts_domain_group_claimed_at", "domain_group", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -153,6 +172,11 @@ class SendAttempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(SEND_OUTCOME_MAX_LENGTH))
     code: Mapped[int | None] = mapped_column(Integer)
     reply: Mapped[str] = mapped_column(Text, default="", server_default="")
+    domain_group: Mapped[DomainGroup] = mapped_column(
+        str_enum(DomainGroup, length=DOMAIN_GROUP_MAX_LENGTH),
+        default=DomainGroup.OTHER,
+        server_default=DomainGroup.OTHER.value,
+    )
 
 
 class TrackedLink(Base):

@@ -1,4 +1,5 @@
-"""Contacts: create, update, find, and the mass-email opt-out flag.
+"""Contacts: create, update, find, correct an address, and the mass-email
+opt-out flag.
 
 Every address goes through ``app.services.addresses.check_address``; the
 database's unique index on ``email_lower`` is the final word on duplicates.
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.models import Contact
+from app.models import Contact, EmailStatus
 from app.models.contacts import AUDIENCE_TYPE_MAX_LENGTH
 from app.services.addresses import check_address, normalise_address
 
@@ -138,3 +139,34 @@ def change_opt_out(
     contact.updated_at = now
     session.flush()
     return True
+
+
+def change_address(
+    session: Session,
+    contact: Contact,
+    new_address: str,
+    clock: Clock,
+    own_addresses: frozenset[str] = frozenset(),
+) -> SavedContact:
+    """Correct ``contact``'s address (a typo, a moved mailbox).
+
+    A different address is a different mailbox, so a mark ``invalid`` (a
+    hard bounce of the old address) is lifted; a change of case only keeps
+    it. Raises ``InvalidAddress``, or ``ContactError`` when the address is
+    unchanged or another contact has it. Flushes; the caller commits.
+    """
+    check = check_address(new_address, own_addresses)
+    if check.address == contact.email:
+        raise ContactError(f"email: the contact's address is already {check.address}")
+    if check.key != contact.email_lower:
+        holder = session.scalar(select(Contact.id).where(Contact.email_lower == check.key))
+        if holder is not None:
+            raise ContactError(f"email: another contact already has {check.address}")
+        contact.email_status = EmailStatus.VALID
+        contact.email_status_reason = ""
+        contact.email_status_at = clock.now()
+    contact.email = check.address
+    contact.email_lower = check.key
+    contact.updated_at = clock.now()
+    session.flush()
+    return SavedContact(contact, created=False, warnings=check.warnings)

@@ -22,6 +22,14 @@ Rules (SPEC §4, DESIGN "never lose, never duplicate"):
   whatever is left goes to those that have more, in the same order. One
   huge campaign cannot starve a small one. (With fewer items than mass
   emails the oldest go first.)
+- **Per-domain pacing** (``app.services.pacing``). Under the same lock, the
+  claim reads each domain group's allowance (0 while throttled, what its
+  hourly cap leaves, or no limit of its own) and never takes more of a
+  group than that. A group with no allowance is passed over, not waited
+  for: within a mass email the claim takes the due items in id order,
+  skipping those of groups that have run out, so a capped gmail leaves the
+  portion to the other groups' items. The share of each mass email is
+  computed among those with due items of a group that may still send.
 - **Leases.** Housekeeping turns items still ``sending`` after their lease
   into ``interrupted``: their runner died or stalled, so whether their
   message left is in doubt. They are never resent automatically;
@@ -39,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +55,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     String,
     bindparam,
     exists,
@@ -55,6 +64,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -62,10 +72,18 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import TypeEngine
 
 from app.clock import Clock
-from app.models import MassEmail, MassEmailStatus, QueueItem, QueueItemStatus, SendAttempt
+from app.models import (
+    DomainGroup,
+    MassEmail,
+    MassEmailStatus,
+    QueueItem,
+    QueueItemStatus,
+    SendAttempt,
+)
 from app.models.base import UTCDateTime
 from app.services import mass_email_status, queue_status
 from app.services.bulk_sql import rows_parameters, rows_table
+from app.services.pacing import group_allowances
 from app.services.quota import hourly_quota_left
 from app.services.runtime_settings import RuntimeSettings
 
@@ -101,6 +119,7 @@ class Claim:
     attempt_id: int
     runner_id: str
     lease_expires_at: datetime
+    domain_group: DomainGroup
 
 
 # ----------------------------------------------------------------- claim
@@ -145,25 +164,27 @@ def _claim(session: Session, runner_id: str, clock: Clock, runtime: RuntimeSetti
     wanted = min(runtime.batch_size, hourly_quota_left(session, clock, runtime.max_per_hour))
     if wanted <= 0:
         return []
-    mass_email_ids = mass_emails_with_due_items(session, now)
+    allowances = group_allowances(session, now, runtime)
+    if not _open_groups(allowances):
+        return []
+    mass_email_ids = mass_emails_with_due_items(session, now, _open_groups(allowances))
     if not mass_email_ids:
         return []
     lease_expires_at = now + timedelta(seconds=runtime.lease_seconds)
 
     def take(mass_email_id: int, limit: int) -> list[ClaimedRow]:
-        candidates = (
-            select(QueueItem.id)
-            .where(*_due(mass_email_id, now))
-            .order_by(QueueItem.id)
-            .limit(limit)
-            # PostgreSQL: skip rows another transaction holds (SQLite has
-            # one writer and no FOR UPDATE; SQLAlchemy leaves it out there).
-            .with_for_update(skip_locked=True)
-        )
+        candidates = _candidates(mass_email_id, now, limit, allowances)
+        if candidates is None:
+            return []
         rows = queue_status.claim_queued(
             session, candidates, runner_id=runner_id, lease_expires_at=lease_expires_at
         )
-        return [ClaimedRow(*row) for row in rows]
+        taken = [ClaimedRow(*row) for row in rows]
+        for row in taken:
+            allowance = allowances[row.domain_group]
+            if allowance is not None:
+                allowances[row.domain_group] = allowance - 1
+        return taken
 
     claimed: list[ClaimedRow] = []
     share = math.ceil(wanted / len(mass_email_ids))
@@ -193,11 +214,50 @@ class ClaimedRow:
     contact_id: int | None
     email: str
     attempts: int
+    domain_group: DomainGroup
 
 
-def mass_emails_with_due_items(session: Session, now: datetime) -> list[int]:
-    """Mass emails that may send now and have a due item, oldest start first."""
-    due = exists().where(*_due(MassEmail.id, now))
+def _open_groups(allowances: dict[DomainGroup, int | None]) -> list[DomainGroup]:
+    """The groups a claim may still take items of."""
+    return [group for group, left in allowances.items() if left is None or left > 0]
+
+
+def _candidates(
+    mass_email_id: int, now: datetime, limit: int, allowances: dict[DomainGroup, int | None]
+) -> Select[int] | None:
+    """The ids of the mass email's next ``limit`` due items, in id order,
+    taking no more of a group than its allowance: the first items of each
+    open group (one range of ``ix_queue_items_claimable_group`` each), merged
+    by id. Within a group the first ``allowance`` items are exactly those a
+    walk in id order would take, so the merge is that walk. None when no
+    group is open."""
+    per_group = [
+        select(QueueItem.id)
+        .where(*_due(mass_email_id, now), QueueItem.domain_group == group)
+        .order_by(QueueItem.id)
+        .limit(limit if left is None else min(limit, left))
+        # PostgreSQL: skip rows another transaction holds (SQLite has one
+        # writer and no FOR UPDATE; SQLAlchemy leaves it out there).
+        .with_for_update(skip_locked=True)
+        .subquery()
+        for group, left in allowances.items()
+        if left is None or left > 0
+    ]
+    if not per_group:
+        return None
+    merged = union_all(*(select(part.c.id) for part in per_group)).subquery("candidates")
+    return select(merged.c.id).order_by(merged.c.id).limit(limit)
+
+
+def mass_emails_with_due_items(
+    session: Session, now: datetime, groups: Collection[DomainGroup] | None = None
+) -> list[int]:
+    """Mass emails that may send now and have a due item (of one of
+    ``groups``, when given), oldest start first."""
+    conditions = _due(MassEmail.id, now)
+    if groups is not None and set(groups) != set(DomainGroup):
+        conditions.append(QueueItem.domain_group.in_(list(groups)))
+    due = exists().where(*conditions)
     return list(
         session.scalars(
             select(MassEmail.id)
@@ -236,7 +296,12 @@ def _record_attempts(
         return []
     dialect = session.get_bind().dialect.name
     params = rows_parameters(
-        dialect, "claimed", _CLAIMED_COLUMNS, [(row.id, row.mass_email_id) for row in claimed]
+        dialect,
+        "claimed",
+        _CLAIMED_COLUMNS,
+        # The item's domain group goes to its ledger row: a group's hourly
+        # cap counts its own rows (``app.services.pacing``).
+        [(row.id, row.mass_email_id, str(row.domain_group)) for row in claimed],
     )
     params.update(runner_id=runner_id, claimed_at=now)
     rows = session.connection().execute(_record_attempts_statement(dialect), params)
@@ -251,26 +316,32 @@ def _record_attempts(
             attempt_id=attempt_ids[row.id],
             runner_id=runner_id,
             lease_expires_at=lease_expires_at,
+            domain_group=row.domain_group,
         )
         for row in claimed
     ]
 
 
-_CLAIMED_COLUMNS: dict[str, TypeEngine[Any]] = {"id": Integer(), "mass_email_id": Integer()}
+_CLAIMED_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "id": Integer(),
+    "mass_email_id": Integer(),
+    "domain_group": String(),
+}
 
 
 @functools.cache
 def _record_attempts_statement(dialect: str) -> ReturningInsert[int, int]:
-    """Built once: a portion of thousands of rows as one statement with two
-    array parameters, not thousands of bound values."""
+    """Built once: a portion of thousands of rows as one statement with
+    three array parameters, not thousands of bound values."""
     claimed = rows_table(dialect, "claimed", _CLAIMED_COLUMNS)
     return (
         insert(SendAttempt)
         .from_select(
-            ["queue_item_id", "mass_email_id", "runner_id", "claimed_at"],
+            ["queue_item_id", "mass_email_id", "domain_group", "runner_id", "claimed_at"],
             select(
                 claimed.c.id,
                 claimed.c.mass_email_id,
+                claimed.c.domain_group,
                 bindparam("runner_id", type_=String()),
                 bindparam("claimed_at", type_=UTCDateTime()),
             ).where(true()),  # SQLite: INSERT … SELECT … RETURNING needs a WHERE

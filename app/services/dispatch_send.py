@@ -19,15 +19,22 @@ Rules (besides those of ``app.services.dispatch`` and
   ``SEND_MARGIN`` (at most half the lease) before its claim's lease
   expires, so a conversation still running when housekeeping may call the
   item interrupted is unlikely; one that does is recorded as late.
-- **The tick ends early** on an authentication failure, a 421 reply (the
-  relay is closing the channel, RFC 5321 §3.8) or
-  ``CONNECTION_FAILURES_TO_STOP`` connection failures in a row (no reply at
-  all: refused, dropped, timed out). Conversations under way finish and are
-  recorded; the claims not yet handed over are released to ``queued``
-  without charging an attempt (their ledger rows stay, so the quota errs on
-  the safe side). The failure that ended the tick is charged like any
-  ``temporary`` result, except an authentication failure, which is not the
-  message's fault.
+- **Per-domain pacing** (``app.services.pacing``): claims are handed over
+  in claim order under each domain group's connection cap
+  (``app.services.dispatch_schedule``). A rate-limit reply about the
+  recipient's provider (scope ``domain``) throttles that group: the
+  message is charged like any ``temporary`` result, the group's claims not
+  yet in a conversation are released without charging an attempt, and the
+  other groups go on in the same tick.
+- **The tick ends early** on an authentication failure, a 421 reply about
+  the relay itself (the relay is closing the channel, RFC 5321 §3.8; scope
+  ``relay``) or ``CONNECTION_FAILURES_TO_STOP`` connection failures in a row
+  (no reply at all: refused, dropped, timed out). Conversations under way
+  finish and are recorded; the claims not yet handed over are released to
+  ``queued`` without charging an attempt (their ledger rows stay, so the
+  quota errs on the safe side). The failure that ended the tick is charged
+  like any ``temporary`` result, except an authentication failure, which is
+  not the message's fault.
 - **Authentication failure** pauses every mass email in progress (the relay
   serves them all) and writes the relay's reply to each one's campaign log
   (event ``error``, no queue item, ``detail.scope = "mass_email"``,
@@ -42,9 +49,9 @@ Rules (besides those of ``app.services.dispatch`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,6 +60,7 @@ from app.clock import Clock
 from app.models import (
     CampaignLogEntry,
     CampaignLogEvent,
+    DomainGroup,
     MassEmail,
     MassEmailStatus,
     QueueItemStatus,
@@ -76,10 +84,12 @@ from app.services.dispatch_results import (
     release,
     skip,
 )
+from app.services.dispatch_schedule import ClaimSchedule
 from app.services.dispatch_writer import ResultWriter
 from app.services.messages import MessageError, MessageFactory, RecipientError
+from app.services.pacing import ReplyScope, connection_caps, reply_scope, throttle_group
 from app.services.runtime_settings import RuntimeSettings
-from app.services.transport import SendOutcome
+from app.services.transport import SendOutcome, SendResult
 from app.services.transport_pool import JobResult, SendJob, TransportFactory, TransportPool
 from config import Settings
 
@@ -117,6 +127,8 @@ class TickResult:
     completed: list[int] = field(default_factory=list)
     paused: list[int] = field(default_factory=list)
     stopped: str = ""  # why the tick ended early, if it did
+    # Domain groups this tick throttled after a rate-limit reply, and until when.
+    throttled: dict[DomainGroup, datetime] = field(default_factory=dict)
 
     def count(self, outcome: ItemOutcome) -> None:
         attribute = {
@@ -129,6 +141,23 @@ class TickResult:
             ItemOutcome.LATE: "late",
         }[outcome]
         setattr(self, attribute, getattr(self, attribute) + 1)
+
+    def counts(self) -> str:
+        """What was claimed and what became of it."""
+        return (
+            f"claimed {self.claimed}: sent {self.sent}, retry later {self.retried}, "
+            f"failed {self.failed}, bounced {self.bounced}, not sent {self.skipped}, "
+            f"released {self.released}, in doubt {self.in_doubt}"
+        )
+
+    def describe(self) -> str:
+        """One line for the job-run record."""
+        line = self.counts()
+        if self.completed:
+            line += f"; completed mass email(s) {', '.join(map(str, self.completed))}"
+        if self.stopped:
+            line += f"; ended early: {self.stopped}"
+        return line
 
 
 def dispatch_tick(
@@ -198,6 +227,9 @@ class _Portion:
         self.config = config
         self.tally = tally
         self.claims: dict[int, Claim] = {}
+        self.schedule = ClaimSchedule([], {})
+        self.contacts: dict[int, ContactSnapshot | None] = {}
+        self.to_withdraw: dict[DomainGroup, str] = {}  # throttled group -> reason
         self.handled: set[int] = set()
         self.factories: dict[int, MessageFactory | None] = {}
         self.unbuildable: dict[int, str] = {}
@@ -207,9 +239,10 @@ class _Portion:
 
     def send(self, claims: list[Claim], transport_factory: TransportFactory) -> None:
         self.claims = {claim.queue_item_id: claim for claim in claims}
+        self.schedule = ClaimSchedule(claims, connection_caps(self.runtime))
         self.writer = ResultWriter(self.session, self.clock, self.runtime)
         try:
-            self._send(claims, transport_factory)
+            self._send(transport_factory)
         finally:
             outcomes, failure = self.writer.close()  # every accepted reply committed
         for outcome in outcomes:
@@ -218,30 +251,45 @@ class _Portion:
         if failure is not None:
             raise failure  # the unrecorded items stay sending: the lease interrupts them
 
-    def _send(self, claims: list[Claim], transport_factory: TransportFactory) -> None:
+    def _send(self, transport_factory: TransportFactory) -> None:
         connections = self.runtime.smtp_connections
         in_flight = connections * IN_FLIGHT_PER_CONNECTION
         with TransportPool(transport_factory, connections, self.clock) as pool:
-            for start in range(0, len(claims), ID_SLICE):
-                if self.tally.stopped:
-                    break
-                chunk = claims[start : start + ID_SLICE]
-                contacts = self._contacts(chunk)
-                for claim in chunk:
-                    if self.tally.stopped:
-                        break
-                    job = self._job(claim, contacts.get(claim.contact_id or 0))
-                    if job is not None:
-                        pool.submit(job)
-                    self._collect(pool, block=pool.pending >= in_flight)
+            while not self.tally.stopped:
+                claim = self.schedule.next_claim() if pool.pending < in_flight else None
+                if claim is None:  # all connections busy, or every group at its cap
+                    if not pool.pending:
+                        break  # nothing waits
+                    self._collect(pool, block=True)
+                    continue
+                job = self._job(claim, self._contact(claim))
+                if job is not None:
+                    pool.submit(job)
+                    self.schedule.started(claim)
+                self._collect(pool, block=False)
             while pool.pending:
                 self._collect(pool, block=True)
 
     # ------------------------------------------------------------ before SMTP
 
-    def _contacts(self, chunk: Iterable[Claim]) -> dict[int, ContactSnapshot]:
-        ids = [claim.contact_id for claim in chunk if claim.contact_id is not None]
-        return load_contacts(self.session, ids)
+    def _contact(self, claim: Claim) -> ContactSnapshot | None:
+        """The claim's contact (None: deleted), loaded with those of the next
+        claims of its group, ``ID_SLICE`` at a time; each is used once."""
+        if claim.contact_id is None:
+            return None
+        if claim.contact_id not in self.contacts:
+            upcoming = [claim, *self.schedule.upcoming(claim.domain_group, ID_SLICE - 1)]
+            self._load_contacts(upcoming)
+        return self.contacts.pop(claim.contact_id, None)
+
+    def _load_contacts(self, chunk: Iterable[Claim]) -> None:
+        ids = {
+            claim.contact_id
+            for claim in chunk
+            if claim.contact_id is not None and claim.contact_id not in self.contacts
+        }
+        self.contacts.update(dict.fromkeys(ids))  # deleted ones stay None
+        self.contacts.update(load_contacts(self.session, list(ids)))
 
     def _job(self, claim: Claim, contact: ContactSnapshot | None) -> SendJob | None:
         """The claim's message, or None when it is not to be sent now (a
@@ -308,6 +356,7 @@ class _Portion:
         for job_result in pool.completed(block=block):
             claim, result = self.claims[job_result.job.key], job_result.result
             if result is not None and result.accepted and not job_result.error:
+                self.schedule.finished(claim)
                 self.handled.add(claim.queue_item_id)
                 self.writer.put(claim, result)
                 self.connection_failures = 0
@@ -317,9 +366,12 @@ class _Portion:
                 self._stop(f"results cannot be recorded: {self.writer.failure}")
             if self.tally.stopped:
                 pool.cancel_waiting()  # released in _finish
+            elif self.to_withdraw:
+                self._withdraw_throttled(pool)
 
     def _handle(self, job_result: JobResult) -> None:
         claim = self.claims[job_result.job.key]
+        self.schedule.finished(claim)
         self.handled.add(claim.queue_item_id)
         result = job_result.result
         if job_result.error:
@@ -340,14 +392,51 @@ class _Portion:
             self._stop("SMTP authentication failed")
             return
         self.tally.count(record_result(self.session, claim, result, self.clock, self.runtime))
-        if result.code == 421:
+        scope = reply_scope(result)
+        if scope is ReplyScope.DOMAIN:
+            self._throttle(claim.domain_group, result)
+        elif scope is ReplyScope.RELAY:
             self._stop(f"the relay is closing the connection: {result.code} {result.reply}")
-        elif result.outcome is SendOutcome.TEMPORARY and result.code is None:
+        if result.outcome is SendOutcome.TEMPORARY and result.code is None:
             self.connection_failures += 1
             if self.connection_failures >= CONNECTION_FAILURES_TO_STOP:
                 self._stop(f"{self.connection_failures} connection failures in a row")
         else:
             self.connection_failures = 0
+
+    # ------------------------------------------------------------ pacing
+
+    def _throttle(self, group: DomainGroup, result: SendResult) -> None:
+        """A rate limit of ``group``'s provider: throttle the group (unless
+        it already is) and withdraw its claims not yet in a conversation."""
+        throttle = throttle_group(self.session, group, result, self.clock, self.runtime)
+        self.session.commit()
+        if throttle is not None:
+            self.tally.throttled[group] = throttle.throttled_until
+            log.warning(
+                "domain group %s throttled until %s: %s %s",
+                group,
+                throttle.throttled_until,
+                result.code,
+                result.reply,
+            )
+        self.to_withdraw[group] = f"domain group {group} is throttled: {result.code} {result.reply}"
+
+    def _of_group(self, group: DomainGroup) -> Callable[[SendJob], bool]:
+        return lambda job: self.claims[job.key].domain_group == group
+
+    def _withdraw_throttled(self, pool: TransportPool) -> None:
+        """Release the throttled groups' claims no connection has started,
+        uncharged; the other groups go on."""
+        for group, reason in self.to_withdraw.items():
+            jobs = pool.cancel_waiting(self._of_group(group))
+            withdrawn = [self.claims[job.key] for job in jobs]
+            for claim in withdrawn:
+                self.schedule.finished(claim)
+            withdrawn += self.schedule.withdraw(group)
+            self.handled.update(claim.queue_item_id for claim in withdrawn)
+            self.tally.released += release(self.session, withdrawn, self.clock, reason)
+        self.to_withdraw.clear()
 
     def _stop(self, reason: str) -> None:
         if not self.tally.stopped:

@@ -10,7 +10,12 @@ The estimate's rules (it is an estimate, and says so):
   gets an equal part of it with every other mass email in progress that
   still has queued items.
 - Sending starts now, or when the quota window next frees a slot if it is
-  full; retries, send-time skips and other runners' ticks are not foreseen.
+  full; retries, send-time skips and other runners' ticks are not foreseen,
+  nor are per-domain caps and throttles.
+
+Per-domain pacing is shown beside it (``paces``): each domain group's
+claims of the last 60 minutes, its caps, and a throttle in force with the
+reply that caused it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy.orm import Session
 from app.clock import Clock
 from app.models import MassEmail, MassEmailStatus, QueueItem, QueueItemStatus
 from app.services.dispatch import DispatchError
+from app.services.pacing import GroupPace, group_paces
 from app.services.quota import hourly_quota_left, quota_frees_at
 from app.services.runtime_settings import RuntimeSettings
 
@@ -40,6 +46,7 @@ class Progress:
     hourly_pace: float  # messages per hour this mass email may expect
     sharing_with: int  # other mass emails in progress with queued items
     eta: datetime | None
+    paces: list[GroupPace]  # every domain group, for all mass emails
 
     @property
     def remaining(self) -> int:
@@ -88,6 +95,7 @@ def mass_email_progress(
         hourly_pace=pace,
         sharing_with=others,
         eta=eta,
+        paces=group_paces(session, clock, runtime),
     )
 
 

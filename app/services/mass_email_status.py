@@ -8,10 +8,15 @@ The table ``ALLOWED`` lists every legal transition (SPEC §3, §4)::
                                            │ resume: back to pending or in_progress
     draft, pending, in_progress, paused ──▶ canceled
     pending, in_progress, paused ──▶ failed (with a reason)
+    complete ──reopen_for_resend──▶ in_progress (only through that function)
 
 Rules:
 
-- ``complete``, ``canceled`` and ``failed`` are final.
+- ``complete``, ``canceled`` and ``failed`` are final for ``transition``.
+  The one way back is ``reopen_for_resend``: a person resent a recipient
+  after correcting its address (``app.services.resend``), so a complete
+  mass email sends that one message and then completes again, as the
+  dispatcher completes any mass email with nothing left to send.
 - The table checks the states only; what must hold before a draft may be
   scheduled (pre-flight, CAN-SPAM confirmation, snapshot) is
   ``app.services.campaigns.schedule_mass_email``'s to enforce.
@@ -121,6 +126,18 @@ def transition(
     if new_status == S.FAILED:
         _log_failure(mass_email, current, reason, clock)
     mass_email.status = new_status
+
+
+def reopen_for_resend(mass_email: MassEmail) -> None:
+    """complete → in_progress, for a resend after correction only (see the
+    module's rules); ``transition`` itself keeps ``complete`` final. Raises
+    ``IllegalTransition`` from any other status or for a deleted mass email."""
+    current = MassEmailStatus(mass_email.status)
+    if current != S.COMPLETE:
+        raise IllegalTransition(current, S.IN_PROGRESS, "only a complete mass email is reopened")
+    if mass_email.deleted_at is not None:
+        raise IllegalTransition(current, S.IN_PROGRESS, "it was deleted")
+    mass_email.status = S.IN_PROGRESS
 
 
 def _check_start_time(

@@ -31,11 +31,16 @@ flat whatever the audience's size. The rules:
    not deleted can be built. Building moves it from ``pending`` to
    ``in_progress`` through ``mass_email_status.transition``, which refuses a
    start time still to come.
-4. ``activate_due`` is the dispatcher's entry point: every due pending mass
+4. Each item gets its recipient's domain group for pacing
+   (``domain_group_sql``, the SQL form of ``domain_groups.domain_group``),
+   in the same statement, from the domain computed once per row.
+5. ``activate_due`` is the dispatcher's entry point: every due pending mass
    email is built and started, each in its own transaction, under a row
-   lock that other runners skip (PostgreSQL ``FOR UPDATE SKIP LOCKED``). A
-   mass email whose queue cannot be built fails with the reason, rather
-   than being retried every tick.
+   lock that other runners skip (PostgreSQL ``FOR UPDATE SKIP LOCKED``;
+   on SQLite the database's write lock, taken before the mass email is
+   read, so a runner that waited never starts it a second time). A mass
+   email whose queue cannot be built fails with the reason, rather than
+   being retried every tick.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from app.models import Contact, MassEmail, MassEmailStatus, QueueItem, QueueItem
 from app.models.base import UTCDateTime
 from app.services.audience import AudienceCategory, audience_select
 from app.services.bulk_sql import insert_ignoring_conflicts
+from app.services.domain_groups import domain_group_sql, email_domain_sql
 from app.services.mass_email_status import transition
 
 S = QueueItemStatus
@@ -131,10 +137,18 @@ def _require_snapshot(mass_email: MassEmail) -> None:
 def _insert_items(session: Session, mass_email: MassEmail, clock: Clock) -> int:
     """The one ``INSERT … SELECT``; returns the number of rows inserted."""
     campaign = mass_email.campaign
-    audience = audience_select(
+    selected = audience_select(
         [target.id for target in campaign.target_lists],
         [excluding.id for excluding in campaign.excluding_lists],
-    ).subquery("audience")
+    ).subquery("selected")
+    # Each row's domain, computed once: PostgreSQL does not inline a
+    # subquery with an OFFSET, and an inlined one would compute it again at
+    # every use in the domain group's CASE (~5 s more per million items).
+    audience = (
+        select(selected, email_domain_sql(selected.c.email).label("domain"))
+        .offset(0)
+        .subquery("audience")
+    )
     columns: dict[str, ColumnElement[Any]] = {
         "mass_email_id": literal(mass_email.id, Integer),
         "contact_id": audience.c.contact_id,
@@ -142,6 +156,7 @@ def _insert_items(session: Session, mass_email: MassEmail, clock: Clock) -> int:
         "status": _initial_status(audience.c.category, audience.c.email),
         "skip_reason": _skip_reason(audience.c.category, audience.c.email, audience.c.contact_id),
         "created_at": literal(clock.now(), UTCDateTime()),
+        "domain_group": domain_group_sql(audience.c.domain),
     }
     # SQLite needs a WHERE before ON CONFLICT (see insert_ignoring_conflicts).
     rows = select(*columns.values()).where(true())
@@ -238,7 +253,7 @@ def activate_due(session: Session, clock: Clock) -> list[int]:
     ``in_progress``, each in its own committed transaction (the session's
     open transaction is committed first); returns the ids started. A mass
     email another runner holds is skipped (it is that runner's to start);
-    one whose queue cannot be built fails with the reason (rule 4)."""
+    one whose queue cannot be built fails with the reason (rule 5)."""
     session.commit()
     started = []
     for mass_email_id in due_mass_email_ids(session, clock):
@@ -248,6 +263,7 @@ def activate_due(session: Session, clock: Clock) -> list[int]:
 
 
 def _activate_one(session: Session, mass_email_id: int, clock: Clock) -> bool:
+    _begin_activation(session)
     mass_email = _lock_if_due(session, mass_email_id, clock)
     if mass_email is None:
         session.rollback()
@@ -265,6 +281,21 @@ def _activate_one(session: Session, mass_email_id: int, clock: Clock) -> bool:
     return True
 
 
+def _begin_activation(session: Session) -> None:
+    """Start the activation's own transaction. On SQLite it takes the
+    database's write lock first (``BEGIN IMMEDIATE``): SQLite has no row
+    locks (``FOR UPDATE`` is left out there), so without it a runner that
+    read "pending" while another was building would wait for that build's
+    commit and then start the mass email a second time from its stale read.
+    PostgreSQL needs nothing more than the row lock of ``_lock_if_due``."""
+    session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        # As in ``dispatch._begin_claim_transaction``: our own BEGIN, the
+        # driver's transaction handling off for this transaction only.
+        connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _lock_if_due(session: Session, mass_email_id: int, clock: Clock) -> MassEmail | None:
     """The mass email under a row lock, if it is still due and no other
     runner holds it (PostgreSQL; SQLite has one writer at a time)."""
@@ -277,6 +308,7 @@ def _lock_if_due(session: Session, mass_email_id: int, clock: Clock) -> MassEmai
 
 
 def _fail(session: Session, mass_email_id: int, reason: str, clock: Clock) -> None:
+    _begin_activation(session)
     mass_email = _lock_if_due(session, mass_email_id, clock)
     if mass_email is not None:
         transition(mass_email, MassEmailStatus.FAILED, clock, reason=reason)

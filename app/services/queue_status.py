@@ -15,14 +15,15 @@ The table ``ALLOWED`` lists every legal transition. Three kinds:
   invalid address or a message that cannot be built → error.
 - A person's retry: interrupted → queued. Nothing in doubt is resent
   without someone's say (DESIGN: never lose, never duplicate).
+- A person's resend after correction (SPEC §4): bounced, dropped, error or
+  failed → queued, **once** per item. ``transition`` itself refuses a
+  second one (``resent_at`` is stamped on the first), whoever asks; the
+  other conditions (a corrected, valid address; a mass email that may
+  still send) are ``app.services.resend``'s, which is the only caller.
 - Engagement "upgrades" after delivery: sent → opened → clicked →
   unsubscribed, plus bounced and spam_report, which can arrive late. An
   upgrade never goes back: an open after a click keeps ``clicked``; a
   second click keeps ``clicked``.
-
-Not here yet: bounced/failed/dropped/error → queued ("resend once after the
-address was corrected") arrives with the dispatcher issue, which decides who
-may ask for it.
 
 Set-based forms: the dispatcher moves many items at once with one SQL
 statement each (``claim_queued``: queued → sending; ``mark_sent``: sending
@@ -52,6 +53,7 @@ from sqlalchemy.types import TypeEngine
 
 from app.clock import Clock
 from app.models.base import UTCDateTime
+from app.models.pacing import DomainGroup
 from app.models.queue import QueueItem, QueueItemStatus
 from app.services.bulk_sql import rows_parameters, rows_table
 
@@ -76,13 +78,16 @@ ALLOWED: Mapping[QueueItemStatus, frozenset[QueueItemStatus]] = {
     S.SENT: frozenset({S.OPENED, S.CLICKED, S.UNSUBSCRIBED, S.BOUNCED, S.SPAM_REPORT}),
     S.OPENED: frozenset({S.CLICKED, S.UNSUBSCRIBED, S.BOUNCED, S.SPAM_REPORT}),
     S.CLICKED: frozenset({S.UNSUBSCRIBED, S.BOUNCED, S.SPAM_REPORT}),
-    S.BOUNCED: frozenset(),
+    # Resend after correction, once (see the module's rules).
+    S.BOUNCED: frozenset({S.QUEUED}),
     S.UNSUBSCRIBED: frozenset(),
     S.SPAM_REPORT: frozenset(),
-    S.DROPPED: frozenset(),
-    S.ERROR: frozenset(),
-    S.FAILED: frozenset(),
+    S.DROPPED: frozenset({S.QUEUED}),
+    S.ERROR: frozenset({S.QUEUED}),
+    S.FAILED: frozenset({S.QUEUED}),
 }
+# The statuses a person may resend from, once, after correcting the address.
+RESEND_FROM = frozenset({S.BOUNCED, S.DROPPED, S.ERROR, S.FAILED})
 
 assert set(ALLOWED) == set(QueueItemStatus), "every status needs a row"
 
@@ -90,10 +95,11 @@ assert set(ALLOWED) == set(QueueItemStatus), "every status needs a row"
 class IllegalTransition(ValueError):
     """A status change the table does not allow; names both states."""
 
-    def __init__(self, current: QueueItemStatus, new: QueueItemStatus) -> None:
+    def __init__(self, current: QueueItemStatus, new: QueueItemStatus, why: str = "") -> None:
         self.current = current
         self.new = new
-        super().__init__(f"queue item status cannot change from {current} to {new}")
+        message = f"queue item status cannot change from {current} to {new}"
+        super().__init__(f"{message}: {why}" if why else message)
 
 
 def allowed(current: QueueItemStatus, new: QueueItemStatus) -> bool:
@@ -105,14 +111,18 @@ def transition(item: QueueItem, new_status: QueueItemStatus, clock: Clock) -> bo
     """Change ``item``'s status to ``new_status``.
 
     Returns False when the item already has that status (nothing to do),
-    True when it changed. Entering ``sent`` stamps ``sent_at``. Raises
-    ``IllegalTransition`` for a change the table refuses.
+    True when it changed. Entering ``sent`` stamps ``sent_at``; a resend
+    (``RESEND_FROM`` → queued) stamps ``resent_at``. Raises
+    ``IllegalTransition`` for a change the table refuses and for a second
+    resend of the same item.
     """
     current = QueueItemStatus(item.status)
     if current == new_status:
         return False
     if not allowed(current, new_status):
         raise IllegalTransition(current, new_status)
+    if current in RESEND_FROM and new_status == S.QUEUED:
+        _mark_resent(item, current, clock)
     item.status = new_status
     if new_status == S.SENT:
         item.sent_at = clock.now()
@@ -126,6 +136,14 @@ def transition_if_allowed(item: QueueItem, new_status: QueueItemStatus, clock: C
     if not allowed(QueueItemStatus(item.status), new_status):
         return False
     return transition(item, new_status, clock)
+
+
+def _mark_resent(item: QueueItem, current: QueueItemStatus, clock: Clock) -> None:
+    if item.resent_at is not None:
+        raise IllegalTransition(
+            current, S.QUEUED, f"it was resent once already ({item.resent_at.isoformat()})"
+        )
+    item.resent_at = clock.now()
 
 
 # ----------------------------------------------------------------- set-based forms
@@ -142,12 +160,12 @@ def claim_queued(
     *,
     runner_id: str,
     lease_expires_at: datetime,
-) -> Sequence[Row[int, int, int | None, str, int]]:
+) -> Sequence[Row[int, int, int | None, str, int, DomainGroup]]:
     """queued → sending for the items ``candidate_ids`` selects, in one
     ``UPDATE … WHERE id IN (…) RETURNING``: each gets ``claimed_by``, a
     lease and one more attempt. Items no longer queued are left alone.
-    Returns ``(id, mass_email_id, contact_id, email, attempts)`` of the
-    items claimed. The caller holds the claim's transaction and lock."""
+    Returns ``(id, mass_email_id, contact_id, email, attempts,
+    domain_group)`` of the items claimed. The caller holds the claim's transaction and lock."""
     _require(S.QUEUED, S.SENDING)
     # A MATERIALIZED CTE runs the candidates' SELECT exactly once. As a plain
     # ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` PostgreSQL may rescan
@@ -170,6 +188,7 @@ def claim_queued(
             QueueItem.contact_id,
             QueueItem.email,
             QueueItem.attempts,
+            QueueItem.domain_group,
         )
         .execution_options(synchronize_session=False)
     )

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.models import RuntimeSetting
+from app.models import DomainGroup, RuntimeSetting
 from config import ConfigError, Settings
 
 
@@ -48,6 +48,27 @@ class RuntimeSettings:
     smtp_connections: int
     lease_seconds: int
     retry_base_seconds: int
+    # Per-domain pacing (``app.services.pacing``): 0 means no cap of the
+    # group's own (the global quota, or all the runner's connections).
+    pace_gmail_per_hour: int
+    pace_gmail_connections: int
+    pace_yahoo_per_hour: int
+    pace_yahoo_connections: int
+    pace_outlook_per_hour: int
+    pace_outlook_connections: int
+    pace_other_per_hour: int
+    pace_other_connections: int
+    throttle_seconds: int
+
+    def group_hourly_cap(self, group: DomainGroup) -> int:
+        """The group's hourly cap; 0 when only the global quota applies."""
+        value: int = getattr(self, f"pace_{group.value}_per_hour")
+        return value
+
+    def group_connection_cap(self, group: DomainGroup) -> int:
+        """The group's cap on simultaneous conversations per runner; 0 for none."""
+        value: int = getattr(self, f"pace_{group.value}_connections")
+        return value
 
 
 Validator = Callable[[object], Any]
@@ -64,6 +85,20 @@ def _whole_number(minimum: int, maximum: int) -> Validator:
         if not minimum <= value <= maximum:
             raise ValueError(f"must be between {minimum} and {maximum}")
         return value
+
+    return validate
+
+
+def _cap(maximum: int) -> Validator:
+    """A whole number from 0 to ``maximum``, where empty also means 0 ("no
+    cap of its own"): an admin form may leave the field blank."""
+    whole_number = _whole_number(0, maximum)
+
+    def validate(value: object) -> int:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return 0
+        result: int = whole_number(value)
+        return result
 
     return validate
 
@@ -175,6 +210,19 @@ SPECS: dict[str, SettingSpec] = {
     "lease_seconds": SettingSpec(_whole_number(30, 3600), lambda s: 300, "Claim lease (seconds)"),
     "retry_base_seconds": SettingSpec(
         _whole_number(10, 86_400), lambda s: 300, "First retry delay (seconds)"
+    ),
+    **{
+        f"pace_{group.value}_{kind}": SettingSpec(_cap(maximum), lambda s: 0, label % group.label)
+        for group in DomainGroup
+        for kind, maximum, label in (
+            ("per_hour", 10_000_000, "%s: emails per hour (0 = the global quota only)"),
+            ("connections", 32, "%s: SMTP connections per runner (0 = all)"),
+        )
+    },
+    # A rate-limit reply throttles its domain group this long, doubling on
+    # repeats up to app.services.pacing.MAX_THROTTLE.
+    "throttle_seconds": SettingSpec(
+        _whole_number(60, 14_400), lambda s: 900, "Domain throttle after a rate limit (seconds)"
     ),
 }
 

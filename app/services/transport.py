@@ -10,6 +10,11 @@ with the message (RFC 5321 §4.2.1 reply classes):
 - other 5xx (MAIL FROM, DATA) → ``rejected`` (the message failed; reply kept);
 - an authentication failure → ``auth_failed`` (stop sending, tell a person).
 
+Each result also says at which ``stage`` of the conversation the reply came
+(connection, MAIL, RCPT or DATA): a reply before RCPT is the relay talking
+about us, one to RCPT or DATA may be about the recipient (per-domain
+pacing, ``app.services.pacing``, tells them apart).
+
 One connection is opened lazily and reused for every message until ``close()``
 or until the server drops it; it is never shared between threads. When the
 relay offers PIPELINING (RFC 2920), MAIL, RCPT and DATA travel together:
@@ -31,6 +36,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
+class SmtpStage(enum.StrEnum):
+    """Where in the conversation a reply came."""
+
+    CONNECT = "connect"  # greeting, EHLO, STARTTLS, AUTH
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+
+
 class SendOutcome(enum.StrEnum):
     ACCEPTED = "accepted"
     TEMPORARY = "temporary"
@@ -44,6 +58,7 @@ class SendResult:
     outcome: SendOutcome
     code: int | None  # SMTP reply code; None when no reply came (connection lost)
     reply: str
+    stage: SmtpStage | None = None  # None: not from a conversation
 
     @property
     def accepted(self) -> bool:
@@ -118,14 +133,16 @@ def _reply_text(reply: bytes | str) -> str:
     return " ".join(text.split())[:1000]
 
 
-def _classify(code: int, reply: bytes | str, at_recipient: bool) -> SendResult:
+def _classify(
+    code: int, reply: bytes | str, at_recipient: bool, stage: SmtpStage | None = None
+) -> SendResult:
     text = _reply_text(reply)
     if 200 <= code < 300:
-        return SendResult(SendOutcome.ACCEPTED, code, text)
+        return SendResult(SendOutcome.ACCEPTED, code, text, stage)
     if 400 <= code < 500:
-        return SendResult(SendOutcome.TEMPORARY, code, text)
+        return SendResult(SendOutcome.TEMPORARY, code, text, stage)
     outcome = SendOutcome.REJECTED_RECIPIENT if at_recipient else SendOutcome.REJECTED
-    return SendResult(outcome, code, text)
+    return SendResult(outcome, code, text, stage)
 
 
 @functools.cache
@@ -135,41 +152,8 @@ def default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _pipelined_transaction(
-    connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
-) -> SendResult:
-    """RFC 2920: MAIL, RCPT and DATA go out in one write and their replies
-    are read in order; the body follows only a 354. Two round trips a
-    message instead of four (MAIL, RCPT, DATA, body each waited for).
-
-    A refused MAIL or RCPT is classified as without pipelining; a server
-    that still accepts the DATA gets an empty message ended at once (§3.1),
-    which it refuses for want of recipients. A 421 ends the reading: the
-    server is closing the channel (RFC 5321 §3.8)."""
-    commands = (
-        f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
-        f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
-        "DATA\r\n"
-    )
-    connection.send(commands)
-    replies: list[tuple[int, bytes]] = []
-    for _ in range(3):
-        replies.append(connection.getreply())
-        if replies[-1][0] == 421:
-            return _classify(*replies[-1], at_recipient=len(replies) == 2)
-    (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
-    if mail_code != 250 or rcpt_code not in (250, 251):
-        if data_code == 354:
-            connection.send(b".\r\n")
-            connection.getreply()
-        if mail_code != 250:
-            return _classify(mail_code, mail_reply, at_recipient=False)
-        return _classify(rcpt_code, rcpt_reply, at_recipient=True)
-    if data_code != 354:
-        raise smtplib.SMTPDataError(data_code, data_reply)  # as SMTP.data() does
-    connection.send(_data_block(message))
-    return _classify(*connection.getreply(), at_recipient=False)
-
+# The replies of a pipelined MAIL, RCPT, DATA, in order.
+_PIPELINED_STAGES = (SmtpStage.MAIL, SmtpStage.RCPT, SmtpStage.DATA)
 
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
 
@@ -192,6 +176,7 @@ class SmtpTransport:
         self.settings = settings
         self._ssl_context = ssl_context
         self._connection: smtplib.SMTP | None = None
+        self._stage = SmtpStage.CONNECT  # of the conversation under way
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -222,6 +207,7 @@ class SmtpTransport:
         return connection
 
     def send(self, message: bytes, envelope_from: str, recipient: str) -> SendResult:
+        self._stage = SmtpStage.CONNECT
         try:
             if self._connection is None:
                 self._connection = self._connect()
@@ -229,40 +215,87 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as error:
             self._drop()
             return SendResult(
-                SendOutcome.AUTH_FAILED, error.smtp_code, _reply_text(error.smtp_error)
+                SendOutcome.AUTH_FAILED,
+                error.smtp_code,
+                _reply_text(error.smtp_error),
+                SmtpStage.CONNECT,
             )
         except smtplib.SMTPResponseException as error:
             # A reply that ends the session (e.g. 421 on connect or to DATA).
             self._drop()
-            return _classify(error.smtp_code, error.smtp_error, at_recipient=False)
+            return _classify(error.smtp_code, error.smtp_error, False, self._stage)
         except (smtplib.SMTPException, OSError) as error:
             # Dropped connection, timeout, refused connection, TLS failure:
             # nothing was accepted, so the message may be tried again.
             self._drop()
-            return SendResult(SendOutcome.TEMPORARY, None, _reply_text(str(error) or repr(error)))
+            return SendResult(
+                SendOutcome.TEMPORARY, None, _reply_text(str(error) or repr(error)), self._stage
+            )
         if result.code == 421:
             self._drop()  # RFC 5321 §3.8: the server is closing the channel
         elif not result.accepted:
             self._reset()
         return result
 
-    @staticmethod
     def _transaction(
-        connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
+        self, connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
     ) -> SendResult:
         """MAIL, RCPT, DATA by hand: ``sendmail()`` drops the final reply,
         which carries the relay's queue id, and merges the RCPT reply into an
-        exception we would have to unpick."""
+        exception we would have to unpick. ``_stage`` follows the commands,
+        so a reply raised as an exception still says where it came."""
         if connection.has_extn("pipelining"):
-            return _pipelined_transaction(connection, message, envelope_from, recipient)
+            return self._pipelined_transaction(connection, message, envelope_from, recipient)
+        self._stage = SmtpStage.MAIL
         code, reply = connection.mail(envelope_from)
         if code != 250:
-            return _classify(code, reply, at_recipient=False)
+            return _classify(code, reply, False, SmtpStage.MAIL)
+        self._stage = SmtpStage.RCPT
         code, reply = connection.rcpt(recipient)
         if code not in (250, 251):
-            return _classify(code, reply, at_recipient=True)
+            return _classify(code, reply, True, SmtpStage.RCPT)
+        self._stage = SmtpStage.DATA
         code, reply = connection.data(message)
-        return _classify(code, reply, at_recipient=False)
+        return _classify(code, reply, False, SmtpStage.DATA)
+
+    def _pipelined_transaction(
+        self, connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
+    ) -> SendResult:
+        """RFC 2920: MAIL, RCPT and DATA go out in one write and their replies
+        are read in order; the body follows only a 354. Two round trips a
+        message instead of four (MAIL, RCPT, DATA, body each waited for).
+
+        A refused MAIL or RCPT is classified as without pipelining; a server
+        that still accepts the DATA gets an empty message ended at once (§3.1),
+        which it refuses for want of recipients. A 421 ends the reading: the
+        server is closing the channel (RFC 5321 §3.8). Each reply keeps the
+        stage of the command it answers, as without pipelining; ``_stage``
+        follows the reading, so a lost connection says where it was lost."""
+        commands = (
+            f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
+            "DATA\r\n"
+        )
+        self._stage = SmtpStage.MAIL
+        connection.send(commands)
+        replies: list[tuple[int, bytes]] = []
+        for stage in _PIPELINED_STAGES:
+            self._stage = stage
+            replies.append(connection.getreply())
+            if replies[-1][0] == 421:
+                return _classify(*replies[-1], stage is SmtpStage.RCPT, stage)
+        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
+        if mail_code != 250 or rcpt_code not in (250, 251):
+            if data_code == 354:
+                connection.send(b".\r\n")
+                connection.getreply()
+            if mail_code != 250:
+                return _classify(mail_code, mail_reply, False, SmtpStage.MAIL)
+            return _classify(rcpt_code, rcpt_reply, True, SmtpStage.RCPT)
+        if data_code != 354:
+            raise smtplib.SMTPDataError(data_code, data_reply)  # as SMTP.data() does
+        connection.send(_data_block(message))
+        return _classify(*connection.getreply(), False, SmtpStage.DATA)
 
     def _reset(self) -> None:
         """After a refused transaction the session goes on with RSET."""

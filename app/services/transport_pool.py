@@ -21,8 +21,9 @@ Rules:
   an item whose lease ran out may already be ``interrupted``, and nothing
   interrupted is handed to SMTP without a person's say.
 - ``cancel_waiting`` withdraws the jobs no worker has started (the tick ends
-  early: 421, repeated connection failures, an authentication failure);
-  jobs already in a conversation finish and report normally.
+  early: 421, repeated connection failures, an authentication failure; or,
+  given a filter, only some: a throttled domain group's); jobs already in
+  a conversation finish and report normally.
 - A transport that raises (it should not: ``SmtpTransport`` turns SMTP and
   socket errors into results) reports ``error``; the message is then in
   doubt and the caller must leave it to the lease (it becomes
@@ -125,11 +126,12 @@ class TransportPool:
                 results.append(future.result())
         return results
 
-    def cancel_waiting(self) -> list[SendJob]:
-        """Withdraw the jobs no worker has started; returns them."""
+    def cancel_waiting(self, which: Callable[[SendJob], bool] | None = None) -> list[SendJob]:
+        """Withdraw the jobs no worker has started (only those ``which``
+        selects, when given); returns them."""
         withdrawn = []
         for future, job in list(self._pending.items()):
-            if future.cancel():
+            if (which is None or which(job)) and future.cancel():
                 del self._pending[future]
                 withdrawn.append(job)
         return withdrawn

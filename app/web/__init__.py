@@ -1,9 +1,12 @@
 """Web blueprints: ``ui`` (marketers and administrators), ``public``
 (tracking, opt-out and view-online links; no login, no session, no CSRF
-token: exempt it when CSRF protection arrives), later ``api``."""
+token: exempt it when CSRF protection arrives), ``dev_mail`` (the
+development mail catcher's messages, active only when ``sluice run`` set
+its folder), later ``api``."""
 
 from flask import Flask
 
+from app.web.dev_mail import dev_mail
 from app.web.public import public
 from app.web.ui import ui
 
@@ -11,3 +14,4 @@ from app.web.ui import ui
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ui)
     app.register_blueprint(public)
+    app.register_blueprint(dev_mail)

@@ -30,7 +30,8 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response as BaseResponse
 
 from app import app_settings
-from app.clock import Clock, SystemClock
+from app.clock import Clock
+from app.context import app_clock
 from app.extensions import current_session
 from app.services.engagement import (
     OptInResult,
@@ -51,8 +52,6 @@ from app.services.view_online import render_view_online
 public = Blueprint("public", __name__)
 
 SIGNER_KEY = "sluice_link_signer"
-# Tests may put a FixedClock here; otherwise the system clock.
-CLOCK_CONFIG_KEY = "SLUICE_CLOCK"
 # RFC 8058 §3.1: the one-click POST body is exactly this one field.
 ONE_CLICK_FORM = {"List-Unsubscribe": ["One-Click"]}
 # A form of one or two small fields; anything larger is not ours.
@@ -220,8 +219,7 @@ def _signer() -> LinkSigner:
 
 
 def _clock() -> Clock:
-    clock = current_app.config.get(CLOCK_CONFIG_KEY)
-    return clock if clock is not None else SystemClock()
+    return app_clock(current_app)
 
 
 def _user_agent() -> str:

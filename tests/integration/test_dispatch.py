@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app import app_settings
 from app.cli import build_cli
 from app.clock import FixedClock
+from app.context import CLOCK_CONFIG_KEY
 from app.models import (
     BounceKind,
     CampaignLogEntry,
@@ -75,7 +76,6 @@ from app.services.transport import (
     SmtpTransport,
     Transport,
 )
-from app.web.public import CLOCK_CONFIG_KEY
 from tests.conftest import TEST_SECRET_KEY
 from tests.smtp_server import RunningServer, free_port, smtp_server
 
@@ -139,9 +139,9 @@ class World:
             self.tick_times[index] = self.clock.now()
         return result
 
-    def start(self, name: str, addresses: list[str]) -> MassEmail:
-        """A mass email to ``addresses`` (new contacts), scheduled and its
-        queue built: in progress."""
+    def start(self, name: str, addresses: list[str], *, build: bool = True) -> MassEmail:
+        """A mass email to ``addresses`` (new contacts), scheduled to start
+        now and, unless ``build`` is false, its queue built: in progress."""
         session, clock = self.session, self.clock
         now = clock.now()
         targets = create_target_list(session, f"{name} list", "", clock)
@@ -189,7 +189,8 @@ class World:
             secret_key=TEST_SECRET_KEY,
             clock=clock,
         )
-        build_queue(session, mass_email, clock)
+        if build:
+            build_queue(session, mass_email, clock)
         session.commit()
         return mass_email
 

@@ -4,15 +4,19 @@ test client, which shares the test's application context)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from app.services import caught_mail
+from app.services.mail_catcher import default_directory
 from tests.conftest import TEST_SECRET_KEY
 
 
@@ -23,8 +27,9 @@ def free_port() -> int:
         return port
 
 
-def wait_until_serving(process: subprocess.Popen[str], timeout: float = 30) -> None:
-    """Read the server's output until waitress reports the bound socket.
+def wait_until_serving(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """Read the server's output until waitress reports the bound socket;
+    returns the output so far.
 
     A watchdog kills a server that never says so, which ends the output and
     fails the test instead of hanging it.
@@ -37,7 +42,7 @@ def wait_until_serving(process: subprocess.Popen[str], timeout: float = 30) -> N
         for line in process.stdout:
             seen.append(line)
             if "Serving on" in line:
-                return
+                return "".join(seen)
     finally:
         watchdog.cancel()
     pytest.fail(f"server did not start serving within {timeout} s:\n{''.join(seen)}")
@@ -53,8 +58,13 @@ def test_server_answers_over_http(database_url: str, tmp_path: Path, command: st
         "SLUICE_INSTANCE_PATH": str(tmp_path / "instance"),
         "SLUICE_SECRET_KEY": TEST_SECRET_KEY,
     }
+    sluice = [sys.executable, "-c", "from app.cli import main; main()"]
+    options = ["--port", str(port)]
+    if command == "run":  # as `make run` does: the job runner needs the settings
+        subprocess.run([*sluice, "init"], env=environment, check=True, capture_output=True)
+        options += ["--catcher-port", str(free_port())]
     process = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", command, "--port", str(port)],
+        [*sluice, command, *options],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -69,4 +79,63 @@ def test_server_answers_over_http(database_url: str, tmp_path: Path, command: st
             assert b"Sluice is running" in response.read()
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        # `run` first lets the job runs under way finish.
+        process.wait(timeout=30)
+
+
+def test_run_sends_a_scheduled_campaign_into_its_mail_catcher(
+    database_url: str, tmp_path: Path
+) -> None:
+    """What `make run` gives a developer: schedule the demo campaign, and its
+    mail is caught (nothing leaves the machine) and shown at /dev/mail."""
+    port, catcher_port = free_port(), free_port()
+    instance = tmp_path / "instance"
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("SLUICE_")
+    } | {
+        "SLUICE_DATABASE_URL": database_url,
+        "SLUICE_INSTANCE_PATH": str(instance),
+        "SLUICE_SECRET_KEY": TEST_SECRET_KEY,
+    }
+    sluice = [sys.executable, "-c", "from app.cli import main; main()"]
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [*sluice, *args], check=False, env=environment, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    cli("init")
+    cli("demo")
+    cli(
+        "settings",
+        "set",
+        "company_name=Demo",
+        "postal_address=1 Main St",
+        "tick_interval_seconds=5",
+    )
+    cli("campaigns", "schedule", "1", "--confirm-can-spam")
+    process = subprocess.Popen(
+        [*sluice, "run", "--port", str(port), "--catcher-port", str(catcher_port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = wait_until_serving(process)
+        deadline = time.monotonic() + 60
+        while "complete" not in (status := cli("status", "1")).splitlines()[0]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        sent = int(re.search(r"sent\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        caught = caught_mail.list_messages(default_directory(instance), per_page=1)
+        assert sent > 100 and caught.total == sent
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/dev/mail", timeout=10) as response:
+            assert f"/dev/mail/{caught.messages[0].id}".encode() in response.read()
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert f"Mail catcher on smtp://127.0.0.1:{catcher_port}" in output
+    assert f"http://127.0.0.1:{port}/dev/mail" in output

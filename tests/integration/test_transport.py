@@ -12,6 +12,7 @@ from app.services.transport import (
     Security,
     SendOutcome,
     SmtpSettings,
+    SmtpStage,
     SmtpTransport,
     parse_smtp_url,
 )
@@ -44,6 +45,7 @@ def test_accepted_message_keeps_the_relays_reply_and_reuses_the_connection(
     transport.close()
 
     assert first.outcome is SendOutcome.ACCEPTED and first.code == 250
+    assert first.stage is SmtpStage.DATA
     assert "queued as TEST00001" in first.reply
     assert second.accepted
     assert server.handler.sessions == 1
@@ -83,6 +85,7 @@ def test_sender_reply_is_classified_and_the_session_goes_on(
     transport.close()
 
     assert (refused.outcome, refused.code) == (outcome, int(reply[:3]))
+    assert refused.stage is SmtpStage.MAIL  # pipelined or not: the relay's reply about us
     assert after.accepted
     assert [m.recipients for m in server.handler.messages] == [["c@example.org"]]
     assert server.handler.sessions == 1
@@ -96,10 +99,35 @@ def test_a_421_to_mail_is_temporary_and_the_next_send_reconnects(server: Running
     after = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     transport.close()
 
-    assert (closing.outcome, closing.code) == (SendOutcome.TEMPORARY, 421)
+    assert (closing.outcome, closing.code, closing.stage) == (
+        SendOutcome.TEMPORARY,
+        421,
+        SmtpStage.MAIL,
+    )
     assert after.accepted
     assert server.handler.sessions == 2
     assert len(server.handler.messages) == 1
+
+
+def test_a_421_to_rcpt_says_so_and_the_next_send_reconnects(server: RunningServer) -> None:
+    # A provider's rate limit passed on by the relay: per-domain pacing
+    # tells it from the relay's own 421 by the stage, pipelined or not.
+    server.handler.rcpt_domain_replies["gmail.com"] = "421 4.7.28 Unusual rate"
+    transport = transport_for(server)
+
+    limited = transport.send(MESSAGE, "bounces@example.com", "ann@gmail.com")
+    after = transport.send(MESSAGE, "bounces@example.com", "bob@example.org")
+    transport.close()
+
+    assert (limited.outcome, limited.code, limited.stage) == (
+        SendOutcome.TEMPORARY,
+        421,
+        SmtpStage.RCPT,
+    )
+    assert "4.7.28" in limited.reply
+    assert after.accepted
+    assert server.handler.sessions == 2  # a 421 closes the channel (RFC 5321 §3.8)
+    assert [m.recipients for m in server.handler.messages] == [["bob@example.org"]]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +147,7 @@ def test_recipient_reply_is_classified_and_the_session_goes_on(
     after = transport.send(MESSAGE, "bounces@example.com", "ok@example.org")
     transport.close()
 
-    assert (refused.outcome, refused.code) == (outcome, code)
+    assert (refused.outcome, refused.code, refused.stage) == (outcome, code, SmtpStage.RCPT)
     assert reply.split(" ", 1)[1] in refused.reply
     assert after.accepted
     assert server.handler.sessions == 1  # RSET, not a new connection
@@ -139,6 +167,7 @@ def test_data_reply_is_classified(server: RunningServer, reply: str, outcome: Se
     transport.close()
     assert result.outcome is outcome
     assert result.code == int(reply[:3])
+    assert result.stage is SmtpStage.DATA
     assert server.handler.messages == []
 
 
@@ -154,6 +183,7 @@ def test_dropped_connection_is_temporary_and_the_next_send_reconnects(
 
     assert dropped.outcome is SendOutcome.TEMPORARY
     assert dropped.code is None
+    assert dropped.stage is SmtpStage.DATA
     assert retried.accepted
     assert server.handler.sessions == 2
     assert len(server.handler.messages) == 1
@@ -164,6 +194,7 @@ def test_nothing_listening_is_temporary() -> None:
     result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     assert result.outcome is SendOutcome.TEMPORARY
     assert result.code is None
+    assert result.stage is SmtpStage.CONNECT
 
 
 def test_authentication_failure_and_success() -> None:
@@ -176,6 +207,7 @@ def test_authentication_failure_and_success() -> None:
 
     assert failed.outcome is SendOutcome.AUTH_FAILED
     assert failed.code == 535
+    assert failed.stage is SmtpStage.CONNECT
     assert accepted.accepted
 
 

@@ -23,6 +23,7 @@ from app.services.mass_email_status import (
     ALLOWED,
     IllegalTransition,
     allowed_transitions,
+    reopen_for_resend,
     resume_status,
     transition,
 )
@@ -169,3 +170,23 @@ def test_only_a_failure_writes_to_the_log(session: Session, clock: FixedClock) -
     transition(mass_email, S.CANCELED, clock)
     session.flush()
     assert session.scalars(select(CampaignLogEntry)).all() == []
+
+
+def test_only_a_complete_mass_email_is_reopened_for_a_resend(
+    session: Session, clock: FixedClock
+) -> None:
+    for status in S:
+        mass_email = make_mass_email(session, clock, status)
+        if status == S.COMPLETE:
+            reopen_for_resend(mass_email)
+            assert mass_email.status == S.IN_PROGRESS
+        else:
+            with pytest.raises(IllegalTransition, match="only a complete mass email"):
+                reopen_for_resend(mass_email)
+            assert mass_email.status == status
+    deleted = make_mass_email(session, clock, S.COMPLETE)
+    deleted.deleted_at = clock.now()
+    with pytest.raises(IllegalTransition, match="it was deleted"):
+        reopen_for_resend(deleted)
+    assert deleted.status == S.COMPLETE
+    session.commit()

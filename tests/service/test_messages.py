@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import app_settings
 from app.clock import FixedClock
+from app.context import CLOCK_CONFIG_KEY
 from app.models import (
     Campaign,
     CampaignLogEntry,
@@ -57,7 +58,6 @@ from app.services.runtime_settings import (
 )
 from app.services.snapshots import take_snapshot
 from app.services.tokens import LinkSigner
-from app.web.public import CLOCK_CONFIG_KEY
 from config import Settings
 from tests.conftest import TEST_SECRET_KEY, add_contact
 

@@ -96,6 +96,19 @@ def schema_differences() -> list[Any]:
         return list(compare_metadata(context, db.metadata))
 
 
+def schema_differences_at_0008() -> list[Any]:
+    """The schema's differences from the models at revision 0008, besides
+    the index migration 0009 drops (which must still be there)."""
+    differences = schema_differences()
+    dropped = [
+        difference
+        for difference in differences
+        if difference[0] == "remove_index" and difference[1].name == "ix_queue_items_claimable"
+    ]
+    assert len(dropped) == 1, differences
+    return [difference for difference in differences if difference is not dropped[0]]
+
+
 def current_revisions() -> set[str]:
     with db.engine.connect() as connection:
         return set(MigrationContext.configure(connection).get_current_heads())
@@ -326,6 +339,10 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     seed_0004_queue()
 
     upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    # Read through today's models: later revisions only add to these tables
+    # (and change their indexes).
+    upgrade(directory=str(MIGRATIONS_DIR))
+    assert schema_differences() == []
     items = db.session.scalars(sa.select(QueueItem).order_by(QueueItem.id)).all()
     assert [
         (i.contact_id, i.status, i.attempts, i.last_reply, i.skip_reason, i.next_attempt_at)
@@ -368,3 +385,149 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     assert [tuple(row) for row in rows] == [(1, 1, "sent"), (2, 2, "queued"), (3, None, "sent")]
     assert logged == 1
     assert "attempts" not in columns and "send_attempts" not in tables
+
+
+# Revision 0005's queue items and ledger, as far as 0007 touches them.
+queue_items_0005 = sa.table(
+    "queue_items",
+    sa.column("id", sa.Integer),
+    sa.column("mass_email_id", sa.Integer),
+    sa.column("email", sa.String),
+    sa.column("status", sa.String),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("open_count", sa.Integer),
+    sa.column("click_count", sa.Integer),
+)
+send_attempts_0005 = sa.table(
+    "send_attempts",
+    sa.column("id", sa.Integer),
+    sa.column("queue_item_id", sa.Integer),
+    sa.column("mass_email_id", sa.Integer),
+    sa.column("runner_id", sa.String),
+    sa.column("claimed_at", sa.DateTime(timezone=True)),
+)
+
+
+def test_0007_gives_the_items_still_to_send_their_domain_group(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    rows = [
+        (1, "ann@gmail.com", "queued"),
+        (2, "bob@Yahoo.co.uk", "queued"),
+        (3, "cy@hotmail.com", "sending"),
+        (4, "dee@example.com", "queued"),
+        (5, "eve@live.tv", "queued"),  # a country code sold as generic
+        (6, "fay@gmail.com", "sent"),  # done: stays 'other'
+    ]
+    with db.engine.begin() as connection:
+        connection.execute(
+            sa.insert(campaigns_0003),
+            {"id": 1, "name": "Spring", "type": "email", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(mass_emails_0003),
+            {"id": 1, "campaign_id": 1, "name": "March", "status": "complete", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(queue_items_0005),
+            [
+                {
+                    "id": item_id,
+                    "mass_email_id": 1,
+                    "email": email,
+                    "status": status,
+                    "created_at": WHEN,
+                    "open_count": 0,
+                    "click_count": 0,
+                }
+                for item_id, email, status in rows
+            ],
+        )
+        connection.execute(
+            sa.insert(send_attempts_0005),
+            {"id": 1, "queue_item_id": 6, "mass_email_id": 1, "runner_id": "r", "claimed_at": WHEN},
+        )
+
+    upgrade(directory=str(MIGRATIONS_DIR))
+
+    assert schema_differences() == []
+    groups = db.session.execute(
+        sa.select(QueueItem.id, QueueItem.domain_group).order_by(QueueItem.id)
+    ).all()
+    assert [tuple(row) for row in groups] == [
+        (1, "gmail"),
+        (2, "yahoo"),
+        (3, "outlook"),
+        (4, "other"),
+        (5, "other"),
+        (6, "other"),
+    ]
+    assert db.session.scalar(sa.select(SendAttempt.domain_group)) == "other"
+    db.session.commit()
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    with db.engine.connect() as connection:
+        kept = connection.execute(
+            sa.select(queue_items_0005.c.id, queue_items_0005.c.email).order_by(
+                queue_items_0005.c.id
+            )
+        ).all()
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
+        tables = set(sa.inspect(connection).get_table_names())
+    assert [row.email for row in kept] == [email for _, email, _ in rows]
+    assert "domain_group" not in columns and "domain_throttles" not in tables
+
+
+def log_row(entry_id: int, event: str) -> dict[str, Any]:
+    return {
+        "id": entry_id,
+        "mass_email_id": 1,
+        "queue_item_id": 1,
+        "contact_id": 1,
+        "event": event,
+        "occurred_at": WHEN,
+        "detail": {},
+    }
+
+
+def insert_log_row(entry_id: int, event: str) -> None:
+    with db.engine.begin() as connection:
+        connection.execute(sa.insert(campaign_log_0004), log_row(entry_id, event))
+
+
+def log_events() -> list[tuple[int, str]]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(campaign_log_0004.c.id, campaign_log_0004.c.event).order_by(
+                campaign_log_0004.c.id
+            )
+        ).all()
+    return [(row.id, row.event) for row in rows]
+
+
+def test_0008_lets_the_log_record_a_resend_and_still_checks_events(empty_app: Flask) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    seed_0004_queue()
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "resent")
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0008_resend_after_correction")
+    assert schema_differences_at_0008() == []
+    insert_log_row(2, "resent")
+    # The CHECK was replaced, not dropped: an unknown event is still refused.
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(3, "bogus")
+    # The rebuild on SQLite kept the log and its link to the queue item.
+    assert log_events() == [(1, "sent"), (2, "resent")]
+    assert db.session.scalar(sa.select(CampaignLogEntry.queue_item_id).limit(1)) == 1
+    resent = db.session.scalars(sa.select(QueueItem.resent_at).order_by(QueueItem.id)).all()
+    assert resent == [None, None, None]
+    db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for open reads
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0005")
+    assert log_events() == [(1, "sent")]
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "resent")
+    with db.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
+    assert "resent_at" not in columns and "attempts" in columns

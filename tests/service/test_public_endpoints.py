@@ -15,12 +15,13 @@ from werkzeug.test import TestResponse
 
 from app import app_settings
 from app.clock import FixedClock
+from app.context import CLOCK_CONFIG_KEY
 from app.models import CampaignLogEntry, Contact, QueueItem, QueueItemStatus
 from app.services.engagement import TEST_QUEUE_ITEM_ID
 from app.services.public_links import PublicLinks
 from app.services.runtime_settings import seed_runtime_settings, update_runtime_settings
 from app.services.tokens import LinkSigner, to_base36
-from app.web.public import CLOCK_CONFIG_KEY, TRANSPARENT_GIF
+from app.web.public import TRANSPARENT_GIF
 from tests.conftest import TEST_SECRET_KEY
 from tests.service.test_engagement import LINKS, SentMessage, make_sent_message
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
 from hypothesis import given
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from app import app_settings
@@ -323,6 +324,37 @@ def test_activate_due_skips_a_mass_email_another_runner_holds(
         other_runner.rollback()
         other_runner.close()
     assert activate_due(session, clock) == [held.id]
+
+
+def test_activate_due_never_starts_again_what_another_runner_started_meanwhile(
+    app: Flask, session: Session, clock: FixedClock
+) -> None:
+    mass_email = make_mass_email(session, make_scene(session, clock), clock)
+    schedule(app, session, clock, mass_email)
+    session.commit()
+    # Another runner is building the queue: flushed, not committed yet.
+    other_runner = Session(db.engine)
+    build_queue(other_runner, other_runner.get_one(MassEmail, mass_email.id), clock)
+
+    def finish_the_other_build(*args: Any) -> None:
+        # The other runner commits just before this one first writes (or
+        # takes the write lock): whatever this one read earlier is stale.
+        statement = str(args[2]).lstrip().upper()
+        if statement.startswith(("BEGIN", "UPDATE", "INSERT")) and other_runner.in_transaction():
+            other_runner.commit()
+
+    event.listen(db.engine, "before_cursor_execute", finish_the_other_build)
+    try:
+        started = activate_due(session, FixedClock(clock.now() + timedelta(minutes=1)))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", finish_the_other_build)
+        other_runner.commit()
+        other_runner.close()
+
+    assert started == []
+    session.expire_all()
+    assert (mass_email.status, mass_email.queue_built_at) == (M.IN_PROGRESS, clock.now())
+    assert count_items(session, mass_email.id) == 5
 
 
 def test_activate_due_fails_a_pending_mass_email_without_a_snapshot(

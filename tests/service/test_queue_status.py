@@ -13,6 +13,7 @@ from app.clock import FixedClock
 from app.models import Campaign, MassEmail, QueueItem, QueueItemStatus
 from app.services.queue_status import (
     ALLOWED,
+    RESEND_FROM,
     IllegalTransition,
     allowed,
     transition,
@@ -47,6 +48,11 @@ EXPECTED_ALLOWED = {
     (S.CLICKED, S.UNSUBSCRIBED),
     (S.CLICKED, S.BOUNCED),
     (S.CLICKED, S.SPAM_REPORT),
+    # A person's resend after correction, once (app.services.resend).
+    (S.BOUNCED, S.QUEUED),
+    (S.DROPPED, S.QUEUED),
+    (S.ERROR, S.QUEUED),
+    (S.FAILED, S.QUEUED),
 }
 
 REFUSED_SAMPLE = [
@@ -58,10 +64,9 @@ REFUSED_SAMPLE = [
     (S.SENT, S.QUEUED),  # nothing sent is queued again
     (S.INTERRUPTED, S.SENT),  # in doubt: only a person may retry it
     (S.INTERRUPTED, S.SENDING),
-    (S.BOUNCED, S.QUEUED),  # "resend after correction" comes with the dispatcher
-    (S.FAILED, S.QUEUED),
-    (S.DROPPED, S.QUEUED),
-    (S.ERROR, S.QUEUED),
+    (S.UNSUBSCRIBED, S.QUEUED),  # an opt-out is never resent
+    (S.SPAM_REPORT, S.QUEUED),
+    (S.BOUNCED, S.SENDING),  # a resend goes through the queue and its quota
     (S.BOUNCED, S.OPENED),
     (S.SPAM_REPORT, S.UNSUBSCRIBED),
 ]
@@ -104,6 +109,22 @@ def test_staying_put_is_no_change_and_no_error(status: QueueItemStatus, clock: F
     item = item_in(status)
     assert not allowed(status, status)
     assert transition(item, status, clock) is False
+    assert item.status == status
+
+
+@pytest.mark.parametrize("status", sorted(RESEND_FROM))
+def test_a_resend_is_stamped_and_happens_only_once(
+    status: QueueItemStatus, clock: FixedClock
+) -> None:
+    item = item_in(status)
+    assert transition(item, S.QUEUED, clock) is True
+    assert (item.status, item.resent_at) == (S.QUEUED, clock.now())
+
+    # It goes round again and ends where it started: no second resend.
+    transition(item, S.SENDING, clock)
+    transition(item, status, clock)
+    with pytest.raises(IllegalTransition, match="resent once already"):
+        transition(item, S.QUEUED, clock)
     assert item.status == status
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app import app_settings
 from app.clock import FixedClock
-from app.models import RuntimeSetting
+from app.models import DomainGroup, RuntimeSetting
 from app.services.runtime_settings import (
     SPECS,
     RuntimeSettings,
@@ -49,6 +49,10 @@ def test_seeding_takes_the_config_defaults(app: Flask, session: Session, clock: 
         current.lease_seconds,
         current.retry_base_seconds,
     ) == (5, 4, 300, 300)
+    # Per-domain pacing: no caps of its own until an admin sets them; a
+    # rate-limit reply always throttles its group, first for 15 minutes.
+    assert [getattr(current, key) for key in PACING_KEYS if key != "throttle_seconds"] == [0] * 8
+    assert current.throttle_seconds == 900
 
 
 def test_seeding_again_keeps_admin_changes(
@@ -73,6 +77,10 @@ def test_seeding_adds_only_a_missing_key(
 
 
 DISPATCH_KEYS = ["lease_seconds", "max_attempts", "retry_base_seconds", "smtp_connections"]
+PACING_KEYS = sorted(
+    [f"pace_{group}_{kind}" for group in DomainGroup for kind in ("per_hour", "connections")]
+    + ["throttle_seconds"]
+)
 
 
 def test_seeding_adds_the_dispatch_keys_to_an_older_database(
@@ -87,9 +95,40 @@ def test_seeding_adds_the_dispatch_keys_to_an_older_database(
     assert (current.max_per_hour, current.max_attempts, current.lease_seconds) == (50, 5, 300)
 
 
+def test_seeding_adds_the_pacing_keys_to_an_older_database(
+    app: Flask, session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    update_runtime_settings(session, {"smtp_connections": 8}, clock)
+    session.execute(delete(RuntimeSetting).where(RuntimeSetting.key.in_(PACING_KEYS)))
+    session.commit()
+    assert sorted(seed_runtime_settings(session, app_settings(app), clock)) == PACING_KEYS
+    session.commit()
+    current = get_runtime_settings(session)
+    assert (current.smtp_connections, current.pace_gmail_per_hour) == (8, 0)
+
+
+def test_a_pacing_cap_left_empty_means_no_cap_of_its_own(
+    session: Session, clock: FixedClock, seeded: RuntimeSettings
+) -> None:
+    current = update_runtime_settings(
+        session, {"pace_gmail_per_hour": "500", "pace_gmail_connections": 2}, clock
+    )
+    assert current.group_hourly_cap(DomainGroup.GMAIL) == 500
+    assert current.group_connection_cap(DomainGroup.GMAIL) == 2
+    current = update_runtime_settings(
+        session, {"pace_gmail_per_hour": "", "pace_gmail_connections": None}, clock
+    )
+    assert current.group_hourly_cap(DomainGroup.GMAIL) == 0
+    assert current.group_connection_cap(DomainGroup.GMAIL) == 0
+
+
 @pytest.mark.parametrize(
     ("key", "lowest", "highest"),
     [
+        ("pace_gmail_per_hour", 0, 10_000_000),
+        ("pace_yahoo_connections", 0, 32),
+        ("pace_other_per_hour", 0, 10_000_000),
+        ("throttle_seconds", 60, 14_400),
         ("max_attempts", 1, 50),
         ("smtp_connections", 1, 32),
         ("lease_seconds", 30, 3600),
@@ -161,6 +200,14 @@ HOSTILE_VALUES: list[tuple[str, object]] = [
     ("lease_seconds", 3601),
     ("retry_base_seconds", 9),
     ("retry_base_seconds", 86_401),
+    ("pace_gmail_per_hour", -1),
+    ("pace_gmail_per_hour", "ten"),
+    ("pace_outlook_per_hour", 10_000_001),
+    ("pace_yahoo_connections", 33),
+    ("pace_other_connections", 1.5),
+    ("throttle_seconds", 59),
+    ("throttle_seconds", 14_401),
+    ("throttle_seconds", ""),
     ("bounce_domain", "localhost"),
     ("bounce_domain", "bounce example.com"),
     ("not_a_setting", 1),
