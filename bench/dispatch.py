@@ -110,7 +110,7 @@ from app.services.runtime_settings import (
 )
 from app.services.target_lists import add_members, create_target_list
 from app.services.transport import SmtpTransport, Transport, parse_smtp_url
-from bench_support import bench_database, log, migrated_session, number_series, peak_rss_mb
+from bench_support import bench_database, log, migrated_session, number_series
 from config import load_settings
 
 SECRET_KEY = "bench-secret-key-not-for-production"
@@ -189,6 +189,16 @@ def current_rss_mb() -> float:
     """This process's resident memory now (Linux ``/proc``)."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (``VmHWM``). Not
+    ``bench_support.peak_rss_mb``: ``ru_maxrss`` survives ``execve``, so a
+    spawned runner would report the main process's peak at the fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def process_cpu_seconds(pid: int) -> float:
