@@ -110,7 +110,7 @@ from app.services.runtime_settings import (
 )
 from app.services.target_lists import add_members, create_target_list
 from app.services.transport import SmtpTransport, Transport, parse_smtp_url
-from bench_support import bench_database, log, migrated_session, number_series, peak_rss_mb
+from bench_support import bench_database, log, migrated_session, number_series
 from config import load_settings
 
 SECRET_KEY = "bench-secret-key-not-for-production"
@@ -173,14 +173,32 @@ def smtp_sink() -> Iterator[Sink]:
             sink.cpu_seconds = process_cpu_seconds(process.pid)
             process.terminate()
             process.wait(timeout=10)
-            counts = re.findall(rb"mesg=(\d+)", counter_file.read_bytes())
-            sink.received = int(counts[-1]) if counts else 0
+            sink.received = last_counter(counter_file)
+
+
+def last_counter(counter_file: Path) -> int:
+    """The last ``mesg=`` value smtp-sink wrote: read from the file's end
+    (it holds a counter line per message)."""
+    with counter_file.open("rb") as counter:
+        counter.seek(max(0, counter_file.stat().st_size - 4096))
+        counts = re.findall(rb"mesg=(\d+)", counter.read())
+    return int(counts[-1]) if counts else 0
 
 
 def current_rss_mb() -> float:
     """This process's resident memory now (Linux ``/proc``)."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (``VmHWM``). Not
+    ``bench_support.peak_rss_mb``: ``ru_maxrss`` survives ``execve``, so a
+    spawned runner would report the main process's peak at the fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -449,7 +467,7 @@ def run_runner(
     statements = count_statements()
     totals = TickResult()
     ticks = 0
-    rss_by_tick: list[float] = []
+    rss_by_tick: list[tuple[float, float]] = []
     ready.put(index)
     go.wait()
     cpu_started = time.process_time()
@@ -457,7 +475,7 @@ def run_runner(
         activate_due(session, clock)
         result = dispatch_tick(session, transport_factory, clock, runtime, runner_id, config=config)
         ticks += 1
-        rss_by_tick.append(current_rss_mb())
+        rss_by_tick.append((current_rss_mb(), peak_rss_mb()))
         add_up(totals, result)
         if result.claimed == 0:
             if not in_progress(session, mass_email_id):
@@ -469,7 +487,8 @@ def run_runner(
         "cpu_seconds": round(time.process_time() - cpu_started, 2),
         "peak_rss_mb": peak_rss_mb(),
         "ticks": ticks,
-        # Resident memory after the first tick, half-way and at the end.
+        # Resident memory (now, peak so far) after the first tick, half-way
+        # and at the end.
         "rss_mb_after_ticks": [rss_by_tick[0], rss_by_tick[len(rss_by_tick) // 2], rss_by_tick[-1]],
         **{name: getattr(totals, name) for name in TALLIES},
         "stopped": totals.stopped,
@@ -657,8 +676,10 @@ def main() -> None:
 
         ceiling = measure_ceiling(layout, count, messages)
         log(f"ceiling: {ceiling['messages_per_second']:,} msgs/s in {ceiling['seconds']} s")
+        log(f"main process: peak RSS {peak_rss_mb()} MB, now {current_rss_mb()} MB")
         dispatch = measure_dispatch(layout, count, database_url, mass_email_id)
         log(f"end to end: {dispatch['messages_per_second']:,} msgs/s in {dispatch['seconds']} s")
+        log(f"main process: peak RSS {peak_rss_mb()} MB, now {current_rss_mb()} MB")
         verified = checks(session, mass_email_id, count, ceiling, dispatch)
 
     rate, ceiling_rate = count / dispatch["seconds"], count / ceiling["seconds"]
