@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the tests need; installed by `make test` only when missing.
-DEBIAN_PACKAGES := spamassassin
+# Debian packages the tests and benchmarks need; installed by `make test` only
+# when missing. postfix: only its smtp-sink binary (bench/dispatch.py's peer).
+DEBIAN_PACKAGES := spamassassin postfix
 
 .PHONY: run test lint typecheck unit install install-dev system-packages
 

@@ -17,6 +17,11 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
 fi
+# Postfix asks how to configure itself; the tests and benchmarks only run its
+# smtp-sink binary, so it gets no configuration (and no daemon, see above).
+if command -v debconf-set-selections >/dev/null 2>&1; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+fi
 echo "installing Debian packages:$missing"
 apt-get update -qq
 # shellcheck disable=SC2086 # word splitting of the package list is wanted

@@ -13,6 +13,10 @@ Faults are set on the handler while the server runs:
   conversations overlap and ``peak_conversations`` (per recipient domain,
   from an accepted RCPT to the end of DATA) shows how many ran at once.
 Every accepted message is kept in ``messages`` with its envelope.
+
+``pipelining`` makes the server offer PIPELINING (RFC 2920; aiosmtpd reads
+pipelined commands in order but does not advertise it); ``pipelined``
+counts the RCPT commands that arrived with the DATA after them already sent.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class FaultyHandler:
     messages: list[ReceivedMessage] = field(default_factory=list)
     sessions: int = 0
     accepted_count: int = 0
+    pipelining: bool = False
+    pipelined: int = 0
     # Per recipient domain: conversations now between RCPT and the end of
     # DATA, and the most there ever were at once. (The handler's coroutines
     # all run on the server's one event loop, so plain counters are safe.)
@@ -75,6 +81,8 @@ class FaultyHandler:
         if not session.ssl or session.host_name is None:
             self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(
@@ -99,6 +107,9 @@ class FaultyHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        # The client pipelines when DATA is already waiting behind this RCPT.
+        if b"DATA" in bytes(getattr(server._reader, "_buffer", b"")):
+            self.pipelined += 1
         domain = address.rpartition("@")[2].lower()
         reply = self.rcpt_replies.get(address, self.rcpt_domain_replies.get(domain))
         if reply is not None:
@@ -196,9 +207,10 @@ def smtp_server(
     credentials: tuple[str, str] | None = None,
     tls: str = "none",  # "none", "starttls" or "implicit"
     certificate_folder: Path | None = None,
+    pipelining: bool = False,
 ) -> Iterator[RunningServer]:
     """Start aiosmtpd on a free port of 127.0.0.1; stop it afterwards."""
-    handler = FaultyHandler()
+    handler = FaultyHandler(pipelining=pipelining)
     options: dict[str, Any] = {}
     ca_file = None
     if tls != "none":

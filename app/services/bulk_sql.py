@@ -75,11 +75,19 @@ def rows_as_table(
     list) every batch made a new large statement: psycopg spent most of a
     PostgreSQL import parsing them, and SQLite's statement cache (128
     statements) made memory grow with the file.
+
+    A caller that runs the same statement very often builds it once with
+    ``rows_table`` and passes ``rows_parameters`` each time: building and
+    hashing a statement costs more than running a small one.
     """
-    params: dict[str, Any]
+    dialect = _dialect(session)
+    return rows_table(dialect, name, columns), rows_parameters(dialect, name, columns, rows)
+
+
+def rows_table(dialect: str, name: str, columns: dict[str, TypeEngine[Any]]) -> Subquery:
+    """The table of ``rows_as_table`` for the SQL ``dialect``, without rows."""
     values: list[ColumnElement[Any]]
-    if _dialect(session) == "postgresql":
-        params = {f"{name}_{column}": [row[i] for row in rows] for i, column in enumerate(columns)}
+    if dialect == "postgresql":
         arrays = (
             func.unnest(
                 *(
@@ -94,15 +102,25 @@ def rows_as_table(
             cast(arrays.c[column], type_) if isinstance(type_, JSON) else arrays.c[column]
             for column, type_ in columns.items()
         ]
-    else:
-        params = {name: json.dumps(rows)}
+    elif dialect == "sqlite":
         entries = func.json_each(bindparam(name, type_=Text)).table_valued("value")
         values = [
             type_coerce(func.json_extract(entries.c.value, f"$[{index}]"), type_)
             for index, type_ in enumerate(columns.values())
         ]
+    else:
+        raise NotImplementedError(f"bulk SQL supports PostgreSQL and SQLite, not {dialect}")
     labelled = (value.label(column) for value, column in zip(values, columns, strict=True))
-    return select(*labelled).subquery(name), params
+    return select(*labelled).subquery(name)
+
+
+def rows_parameters(
+    dialect: str, name: str, columns: dict[str, TypeEngine[Any]], rows: Sequence[Sequence[Any]]
+) -> dict[str, Any]:
+    """The bound parameters that fill ``rows_table(dialect, name, columns)``."""
+    if dialect == "postgresql":
+        return {f"{name}_{column}": [row[i] for row in rows] for i, column in enumerate(columns)}
+    return {name: json.dumps(rows)}
 
 
 def _array_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:

@@ -45,23 +45,31 @@ together: ``dispatch_tick`` there.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
+    String,
+    bindparam,
     exists,
     func,
     insert,
     or_,
     select,
+    true,
     union_all,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.types import TypeEngine
 
 from app.clock import Clock
 from app.models import (
@@ -72,7 +80,9 @@ from app.models import (
     QueueItemStatus,
     SendAttempt,
 )
+from app.models.base import UTCDateTime
 from app.services import mass_email_status, queue_status
+from app.services.bulk_sql import rows_parameters, rows_table
 from app.services.pacing import group_allowances
 from app.services.quota import hourly_quota_left
 from app.services.runtime_settings import RuntimeSettings
@@ -279,22 +289,22 @@ def _record_attempts(
     now: datetime,
     lease_expires_at: datetime,
 ) -> list[Claim]:
-    """One ledger row per claimed item, in the claim's transaction."""
+    """One ledger row per claimed item, in the claim's transaction: one
+    ``INSERT … SELECT`` over the claimed ids (``bulk_sql.rows_table``),
+    whatever the portion's size."""
     if not claimed:
         return []
-    rows = session.execute(
-        insert(SendAttempt).returning(SendAttempt.id, SendAttempt.queue_item_id),
-        [
-            {
-                "queue_item_id": row.id,
-                "mass_email_id": row.mass_email_id,
-                "runner_id": runner_id,
-                "claimed_at": now,
-                "domain_group": row.domain_group,
-            }
-            for row in claimed
-        ],
+    dialect = session.get_bind().dialect.name
+    params = rows_parameters(
+        dialect,
+        "claimed",
+        _CLAIMED_COLUMNS,
+        # The item's domain group goes to its ledger row: a group's hourly
+        # cap counts its own rows (``app.services.pacing``).
+        [(row.id, row.mass_email_id, str(row.domain_group)) for row in claimed],
     )
+    params.update(runner_id=runner_id, claimed_at=now)
+    rows = session.connection().execute(_record_attempts_statement(dialect), params)
     attempt_ids = {queue_item_id: attempt_id for attempt_id, queue_item_id in rows}
     return [
         Claim(
@@ -310,6 +320,34 @@ def _record_attempts(
         )
         for row in claimed
     ]
+
+
+_CLAIMED_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "id": Integer(),
+    "mass_email_id": Integer(),
+    "domain_group": String(),
+}
+
+
+@functools.cache
+def _record_attempts_statement(dialect: str) -> ReturningInsert[int, int]:
+    """Built once: a portion of thousands of rows as one statement with
+    three array parameters, not thousands of bound values."""
+    claimed = rows_table(dialect, "claimed", _CLAIMED_COLUMNS)
+    return (
+        insert(SendAttempt)
+        .from_select(
+            ["queue_item_id", "mass_email_id", "domain_group", "runner_id", "claimed_at"],
+            select(
+                claimed.c.id,
+                claimed.c.mass_email_id,
+                claimed.c.domain_group,
+                bindparam("runner_id", type_=String()),
+                bindparam("claimed_at", type_=UTCDateTime()),
+            ).where(true()),  # SQLite: INSERT … SELECT … RETURNING needs a WHERE
+        )
+        .returning(SendAttempt.id, SendAttempt.queue_item_id)
+    )
 
 
 # ----------------------------------------------------------------- leases

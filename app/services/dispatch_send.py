@@ -7,11 +7,14 @@ Rules (besides those of ``app.services.dispatch`` and
 - **Threads only talk SMTP.** The main thread builds each message (one
   ``MessageFactory`` per mass email per tick) and hands it to a
   ``TransportPool`` of ``smtp_connections`` threads, each with its own
-  transport; results come back to the main thread, which commits each one
-  as it arrives. A SQLAlchemy session is never shared between threads, and
-  a result is still durable right after its reply. At most
-  ``IN_FLIGHT_PER_CONNECTION`` messages per connection wait built in
-  memory, so memory stays flat whatever the batch size.
+  transport; results come back to the main thread as they arrive. It hands
+  accepted replies to the results writer (``dispatch_writer``: a thread
+  with its own session that commits every reply waiting, one transaction
+  per group) and records any other result itself, at once. A SQLAlchemy
+  session is never shared between threads, and a result is still durable
+  right after its reply. At most ``IN_FLIGHT_PER_CONNECTION`` messages per
+  connection wait built in memory, so memory stays flat whatever the batch
+  size.
 - **Send deadline.** A message is not handed to SMTP later than
   ``SEND_MARGIN`` (at most half the lease) before its claim's lease
   expires, so a conversation still running when housekeeping may call the
@@ -50,14 +53,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.models import (
     CampaignLogEntry,
     CampaignLogEvent,
-    Contact,
     DomainGroup,
     MassEmail,
     MassEmailStatus,
@@ -73,14 +75,17 @@ from app.services.dispatch import (
     housekeeping,
 )
 from app.services.dispatch_results import (
+    ContactSnapshot,
     ItemOutcome,
     check_contact,
+    load_contacts,
     record_in_doubt,
     record_result,
     release,
     skip,
 )
 from app.services.dispatch_schedule import ClaimSchedule
+from app.services.dispatch_writer import ResultWriter
 from app.services.messages import MessageError, MessageFactory, RecipientError
 from app.services.pacing import ReplyScope, connection_caps, reply_scope, throttle_group
 from app.services.runtime_settings import RuntimeSettings
@@ -182,15 +187,6 @@ def send_deadline_margin(runtime: RuntimeSettings) -> timedelta:
     return min(SEND_MARGIN, timedelta(seconds=runtime.lease_seconds / 2))
 
 
-def snapshot_contact(contact: Contact) -> Contact:
-    """A transient copy of ``contact``'s columns: it renders the message
-    while results are committed, which would expire the session's own."""
-    copy = Contact()
-    for attribute in inspect(Contact).column_attrs:
-        setattr(copy, attribute.key, getattr(contact, attribute.key))
-    return copy
-
-
 def pause_with_reason(session: Session, mass_email_id: int, reason: str, clock: Clock) -> bool:
     """Pause the mass email if it is in progress, with ``reason`` in its
     campaign log; commits. Returns whether it was paused."""
@@ -232,7 +228,7 @@ class _Portion:
         self.tally = tally
         self.claims: dict[int, Claim] = {}
         self.schedule = ClaimSchedule([], {})
-        self.contacts: dict[int, Contact | None] = {}
+        self.contacts: dict[int, ContactSnapshot | None] = {}
         self.to_withdraw: dict[DomainGroup, str] = {}  # throttled group -> reason
         self.handled: set[int] = set()
         self.factories: dict[int, MessageFactory | None] = {}
@@ -244,6 +240,18 @@ class _Portion:
     def send(self, claims: list[Claim], transport_factory: TransportFactory) -> None:
         self.claims = {claim.queue_item_id: claim for claim in claims}
         self.schedule = ClaimSchedule(claims, connection_caps(self.runtime))
+        self.writer = ResultWriter(self.session, self.clock, self.runtime)
+        try:
+            self._send(transport_factory)
+        finally:
+            outcomes, failure = self.writer.close()  # every accepted reply committed
+        for outcome in outcomes:
+            self.tally.count(outcome)
+        self._finish()
+        if failure is not None:
+            raise failure  # the unrecorded items stay sending: the lease interrupts them
+
+    def _send(self, transport_factory: TransportFactory) -> None:
         connections = self.runtime.smtp_connections
         in_flight = connections * IN_FLIGHT_PER_CONNECTION
         with TransportPool(transport_factory, connections, self.clock) as pool:
@@ -261,11 +269,10 @@ class _Portion:
                 self._collect(pool, block=False)
             while pool.pending:
                 self._collect(pool, block=True)
-        self._finish()
 
     # ------------------------------------------------------------ before SMTP
 
-    def _contact(self, claim: Claim) -> Contact | None:
+    def _contact(self, claim: Claim) -> ContactSnapshot | None:
         """The claim's contact (None: deleted), loaded with those of the next
         claims of its group, ``ID_SLICE`` at a time; each is used once."""
         if claim.contact_id is None:
@@ -281,11 +288,10 @@ class _Portion:
             for claim in chunk
             if claim.contact_id is not None and claim.contact_id not in self.contacts
         }
-        loaded = self.session.scalars(select(Contact).where(Contact.id.in_(ids)))
         self.contacts.update(dict.fromkeys(ids))  # deleted ones stay None
-        self.contacts.update({contact.id: snapshot_contact(contact) for contact in loaded})
+        self.contacts.update(load_contacts(self.session, list(ids)))
 
-    def _job(self, claim: Claim, contact: Contact | None) -> SendJob | None:
+    def _job(self, claim: Claim, contact: ContactSnapshot | None) -> SendJob | None:
         """The claim's message, or None when it is not to be sent now (a
         send-time check refused it, or its mass email cannot be built)."""
         if claim.mass_email_id in self.unbuildable:
@@ -345,8 +351,19 @@ class _Portion:
     # ------------------------------------------------------------ after SMTP
 
     def _collect(self, pool: TransportPool, *, block: bool) -> None:
+        """Hand every accepted reply that has arrived to the writer thread;
+        record any other result here, in the order they came."""
         for job_result in pool.completed(block=block):
-            self._handle(job_result)
+            claim, result = self.claims[job_result.job.key], job_result.result
+            if result is not None and result.accepted and not job_result.error:
+                self.schedule.finished(claim)
+                self.handled.add(claim.queue_item_id)
+                self.writer.put(claim, result)
+                self.connection_failures = 0
+            else:
+                self._handle(job_result)
+            if self.writer.failure:
+                self._stop(f"results cannot be recorded: {self.writer.failure}")
             if self.tally.stopped:
                 pool.cancel_waiting()  # released in _finish
             elif self.to_withdraw:

@@ -14,18 +14,26 @@ Rules:
   Each is signed twice ("oversigned", RFC 6376 §8.15) so a second copy added
   on the way breaks the signature; a name listed but absent from the message
   (Reply-To) cannot be added later either.
+- dkimpy parses, canonicalizes, selects and hashes the headers and builds
+  the header field; the signature itself is computed by OpenSSL through
+  ``cryptography`` (RSASSA-PKCS1-v1_5 or Ed25519 over the SHA-256 hash,
+  RFC 6376 §3.3, RFC 8463 §3). dkimpy's own RSA arithmetic is pure Python:
+  ~100 messages/s against ~1,000 through OpenSSL on one core.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import dkim  # type: ignore[import-untyped]
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+from dkim.canonicalization import CanonicalizationPolicy  # type: ignore[import-untyped]
 
 from config import ConfigError, Settings
 
@@ -59,15 +67,13 @@ class DkimKey:
 @dataclass(frozen=True)
 class _ParsedKey:
     algorithm: Algorithm
-    dkimpy_private_key: bytes  # the form dkim.sign takes for the algorithm
+    private_key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     public_key: bytes  # the p= value of the DNS record, base64
 
 
 def parse_private_key(pem: bytes) -> _ParsedKey:
-    """Detect RSA or Ed25519 and convert to dkimpy's input: PKCS#1 PEM for
-    RSA; for Ed25519 the base64 of the 32-byte seed (dkimpy hands it to
-    ``nacl.signing.SigningKey`` with a base64 encoder, as its dknewkey
-    writes it). Raises ValueError saying what is wrong."""
+    """Detect RSA or Ed25519 and read the public key's DNS form. Raises
+    ValueError saying what is wrong."""
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as error:
@@ -75,25 +81,15 @@ def parse_private_key(pem: bytes) -> _ParsedKey:
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < MIN_RSA_BITS:
             raise ValueError(f"an RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} needed")
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
         public = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return _ParsedKey("rsa-sha256", private, base64.b64encode(public))
+        return _ParsedKey("rsa-sha256", key, base64.b64encode(public))
     if isinstance(key, ed25519.Ed25519PrivateKey):
-        seed = key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
         public = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        return _ParsedKey("ed25519-sha256", base64.b64encode(seed), base64.b64encode(public))
+        return _ParsedKey("ed25519-sha256", key, base64.b64encode(public))
     raise ValueError(f"a {type(key).__name__}; DKIM keys are RSA or Ed25519")
 
 
@@ -128,7 +124,7 @@ class DkimSigner:
     def __init__(self, key: DkimKey) -> None:
         parsed = parse_private_key(key.private_key_pem)
         self._algorithm = parsed.algorithm.encode("ascii")
-        self._private_key = parsed.dkimpy_private_key
+        self._private_key = parsed.private_key
         self._selector = key.selector.encode("ascii")
         self._domain = key.domain.encode("idna")
 
@@ -138,13 +134,48 @@ class DkimSigner:
 
     def sign(self, message: bytes) -> bytes:
         """The message with its DKIM-Signature header prepended."""
-        signature: bytes = dkim.sign(
-            message,
-            self._selector,
-            self._domain,
-            self._private_key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            signature_algorithm=self._algorithm,
-            include_headers=list(SIGNED_HEADERS + SIGNED_HEADERS),
+        parsed = dkim.DKIM(message, linesep=b"\r\n")  # headers and body, as dkimpy reads them
+        body = _RELAXED.canonicalize_body(parsed.body)
+        include = SIGNED_HEADERS + SIGNED_HEADERS
+        # dkimpy's tags, in dkimpy's order (DKIM.sign); b= empty while hashing.
+        tags = [
+            (b"v", b"1"),
+            (b"a", self._algorithm),
+            (b"c", b"relaxed/relaxed"),
+            (b"d", self._domain),
+            (b"i", b"@" + self._domain),
+            (b"q", b"dns/txt"),
+            (b"s", self._selector),
+            (b"t", str(int(time.time())).encode("ascii")),
+            (b"h", b" : ".join(include)),
+            (b"bh", base64.b64encode(hashlib.sha256(body).digest())),
+            (b"b", b""),
+        ]
+        unsigned = dkim.fold(_tag_list(tags), namelen=len(_HEADER_NAME))
+        hasher = hashlib.sha256()
+        dkim.hash_headers(
+            hasher,
+            _RELAXED,
+            _RELAXED.canonicalize_headers(parsed.headers),
+            include,
+            (_HEADER_NAME, b" " + unsigned),
+            dict(tags),
         )
-        return signature + message
+        tags[-1] = (b"b", base64.b64encode(self._signature(hasher.digest())))
+        value: bytes = dkim.fold(_tag_list(tags) + b"\r\n", namelen=len(_HEADER_NAME))
+        return _HEADER_NAME + b": " + value + message
+
+    def _signature(self, digest: bytes) -> bytes:
+        """The signature of the headers' SHA-256 ``digest`` (OpenSSL)."""
+        key = self._private_key
+        if isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        return key.sign(digest)  # RFC 8463 §3: Ed25519 signs the SHA-256 hash
+
+
+_HEADER_NAME = b"DKIM-Signature"
+_RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+
+def _tag_list(tags: list[tuple[bytes, bytes]]) -> bytes:
+    return b"; ".join(name + b"=" + value for name, value in tags)

@@ -26,7 +26,8 @@ The table ``ALLOWED`` lists every legal transition. Three kinds:
   second click keeps ``clicked``.
 
 Set-based forms: the dispatcher moves many items at once with one SQL
-statement each (``claim_queued``: queued → sending; ``interrupt_expired``:
+statement each (``claim_queued``: queued → sending; ``mark_sent``: sending
+→ sent for the accepted replies that arrived together; ``interrupt_expired``:
 sending → interrupted; ``requeue_interrupted``: interrupted → queued).
 Each performs exactly one transition of the table, checks it against the
 table, and touches only rows in the transition's source status, so the
@@ -39,15 +40,22 @@ refuses an illegal change with ``IllegalTransition``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, Select, select, update
+from sqlalchemy import Integer, Row, Select, String, Text, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.types import TypeEngine
 
 from app.clock import Clock
+from app.models.base import UTCDateTime
 from app.models.pacing import DomainGroup
 from app.models.queue import QueueItem, QueueItemStatus
+from app.services.bulk_sql import rows_parameters, rows_table
 
 S = QueueItemStatus
 
@@ -185,6 +193,77 @@ def claim_queued(
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).all()
+
+
+@dataclass(frozen=True)
+class AcceptedReply:
+    """The relay's acceptance of a claimed item's message."""
+
+    queue_item_id: int
+    code: int | None
+    reply: str
+
+
+def mark_sent(
+    session: Session,
+    accepted: Sequence[AcceptedReply],
+    *,
+    runner_id: str,
+    lease_expires_at: datetime,
+    now: datetime,
+) -> Sequence[Row[int, int, int | None]]:
+    """sending → sent for the ``accepted`` items, in one ``UPDATE … FROM``
+    (the replies as a table, ``bulk_sql.rows_table``) ``… RETURNING``:
+    each gets ``sent_at``, its reply in ``last_code``/``last_reply`` and its
+    lease cleared. Only items still in this claim's hands change: sending,
+    claimed by ``runner_id`` under ``lease_expires_at`` (the statement's own
+    condition, so a concurrent housekeeping that interrupted one is seen on
+    SQLite too, which has no row locks). Returns ``(id, mass_email_id,
+    contact_id)`` of the items marked sent; the others are no longer ours."""
+    _require(S.SENDING, S.SENT)
+    if not accepted:
+        return []
+    dialect = session.get_bind().dialect.name
+    params = rows_parameters(
+        dialect,
+        "accepted",
+        _ACCEPTED_COLUMNS,
+        [(row.queue_item_id, row.code, row.reply) for row in accepted],
+    )
+    params.update(runner_id=runner_id, claim_lease=lease_expires_at, now=now)
+    # Core execution of a statement built once: the dispatcher runs it for
+    # every few messages, and building, hashing and the ORM's bulk-update
+    # bookkeeping cost more than the UPDATE itself.
+    return session.connection().execute(_mark_sent_statement(dialect), params).all()
+
+
+_ACCEPTED_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "id": Integer(),
+    "code": Integer(),
+    "reply": Text(),
+}
+
+
+@functools.cache
+def _mark_sent_statement(dialect: str) -> ReturningUpdate[int, int, int | None]:
+    replies = rows_table(dialect, "accepted", _ACCEPTED_COLUMNS)
+    return (
+        update(QueueItem)
+        .where(
+            QueueItem.id == replies.c.id,
+            QueueItem.status == S.SENDING,
+            QueueItem.claimed_by == bindparam("runner_id", type_=String()),
+            QueueItem.lease_expires_at == bindparam("claim_lease", type_=UTCDateTime()),
+        )
+        .values(
+            status=S.SENT,
+            sent_at=bindparam("now", type_=UTCDateTime()),
+            last_code=replies.c.code,
+            last_reply=replies.c.reply,
+            lease_expires_at=None,
+        )
+        .returning(QueueItem.id, QueueItem.mass_email_id, QueueItem.contact_id)
+    )
 
 
 def interrupt_expired(session: Session, now: datetime) -> list[int]:

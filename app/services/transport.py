@@ -16,13 +16,17 @@ about us, one to RCPT or DATA may be about the recipient (per-domain
 pacing, ``app.services.pacing``, tells them apart).
 
 One connection is opened lazily and reused for every message until ``close()``
-or until the server drops it; it is never shared between threads.
+or until the server drops it; it is never shared between threads. When the
+relay offers PIPELINING (RFC 2920), MAIL, RCPT and DATA travel together:
+two round trips a message instead of four, the same replies classified.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -141,14 +145,45 @@ def _classify(
     return SendResult(outcome, code, text, stage)
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """One verifying client context per process (an ``SSLContext`` may be
+    shared between threads)."""
+    return ssl.create_default_context()
+
+
+# The replies of a pipelined MAIL, RCPT, DATA, in order.
+_PIPELINED_STAGES = (SmtpStage.MAIL, SmtpStage.RCPT, SmtpStage.DATA)
+
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+
+
+def _data_block(message: bytes) -> bytes:
+    """The message as DATA sends it, as ``SMTP.data()`` does: a dot at a
+    line's start doubled (RFC 5321 §4.5.2), then CRLF "." CRLF."""
+    block = message
+    if block.startswith(b".") or b"\n." in block:  # a scan, cheaper than the regex
+        block = _LINE_START_DOT.sub(b"..", block)
+    if not block.endswith(b"\r\n"):
+        block += b"\r\n"
+    return block + b".\r\n"
+
+
 class SmtpTransport:
     """A ``Transport`` over one reusable smtplib connection."""
 
     def __init__(self, settings: SmtpSettings, ssl_context: ssl.SSLContext | None = None) -> None:
         self.settings = settings
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context
         self._connection: smtplib.SMTP | None = None
         self._stage = SmtpStage.CONNECT  # of the conversation under way
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The given context, else the system's default one, made only when
+        TLS is used: loading the CA certificates takes ~35 ms, and the
+        dispatcher makes a transport per connection per tick."""
+        return self._ssl_context or default_ssl_context()
 
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
@@ -209,6 +244,8 @@ class SmtpTransport:
         which carries the relay's queue id, and merges the RCPT reply into an
         exception we would have to unpick. ``_stage`` follows the commands,
         so a reply raised as an exception still says where it came."""
+        if connection.has_extn("pipelining"):
+            return self._pipelined_transaction(connection, message, envelope_from, recipient)
         self._stage = SmtpStage.MAIL
         code, reply = connection.mail(envelope_from)
         if code != 250:
@@ -220,6 +257,45 @@ class SmtpTransport:
         self._stage = SmtpStage.DATA
         code, reply = connection.data(message)
         return _classify(code, reply, False, SmtpStage.DATA)
+
+    def _pipelined_transaction(
+        self, connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
+    ) -> SendResult:
+        """RFC 2920: MAIL, RCPT and DATA go out in one write and their replies
+        are read in order; the body follows only a 354. Two round trips a
+        message instead of four (MAIL, RCPT, DATA, body each waited for).
+
+        A refused MAIL or RCPT is classified as without pipelining; a server
+        that still accepts the DATA gets an empty message ended at once (§3.1),
+        which it refuses for want of recipients. A 421 ends the reading: the
+        server is closing the channel (RFC 5321 §3.8). Each reply keeps the
+        stage of the command it answers, as without pipelining; ``_stage``
+        follows the reading, so a lost connection says where it was lost."""
+        commands = (
+            f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
+            "DATA\r\n"
+        )
+        self._stage = SmtpStage.MAIL
+        connection.send(commands)
+        replies: list[tuple[int, bytes]] = []
+        for stage in _PIPELINED_STAGES:
+            self._stage = stage
+            replies.append(connection.getreply())
+            if replies[-1][0] == 421:
+                return _classify(*replies[-1], stage is SmtpStage.RCPT, stage)
+        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
+        if mail_code != 250 or rcpt_code not in (250, 251):
+            if data_code == 354:
+                connection.send(b".\r\n")
+                connection.getreply()
+            if mail_code != 250:
+                return _classify(mail_code, mail_reply, False, SmtpStage.MAIL)
+            return _classify(rcpt_code, rcpt_reply, True, SmtpStage.RCPT)
+        if data_code != 354:
+            raise smtplib.SMTPDataError(data_code, data_reply)  # as SMTP.data() does
+        connection.send(_data_block(message))
+        return _classify(*connection.getreply(), False, SmtpStage.DATA)
 
     def _reset(self) -> None:
         """After a refused transaction the session goes on with RSET."""

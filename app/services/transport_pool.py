@@ -32,9 +32,10 @@ Rules:
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -88,11 +89,14 @@ class TransportPool:
         self._transports: list[Transport] = []
         self._transports_lock = threading.Lock()
         self._pending: dict[Future[JobResult], SendJob] = {}
+        self._finished: queue.SimpleQueue[Future[JobResult]] = queue.SimpleQueue()
 
     # ------------------------------------------------------------ main thread
 
     def submit(self, job: SendJob) -> None:
-        self._pending[self._executor.submit(self._run, job)] = job
+        future = self._executor.submit(self._run, job)
+        self._pending[future] = job
+        future.add_done_callback(self._finished.put)
 
     @property
     def pending(self) -> int:
@@ -103,15 +107,17 @@ class TransportPool:
         """The results that have arrived since the last call, in the order
         they finished; with ``block``, waits until at least one has (an
         empty list only when nothing is pending)."""
-        if not self._pending:
-            return []
-        done, _ = wait(
-            list(self._pending), timeout=None if block else 0, return_when=FIRST_COMPLETED
-        )
-        results = []
-        for future in done:
-            job = self._pending.pop(future)
-            if future.cancelled():
+        results: list[JobResult] = []
+        while self._pending:
+            try:
+                # Finished futures arrive through a queue (their done
+                # callback): ``concurrent.futures.wait`` over every pending
+                # future cost more than the rest of a message's handling.
+                future = self._finished.get(block=block and not results)
+            except queue.Empty:
+                break
+            job = self._pending.pop(future, None)
+            if job is None or future.cancelled():  # withdrawn by cancel_waiting
                 continue
             error = future.exception()
             if error is not None:

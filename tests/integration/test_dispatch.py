@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
 from flask.cli import ScriptInfo
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app import app_settings
@@ -57,6 +58,7 @@ from app.services.dispatch import (
     housekeeping,
     retry_interrupted,
 )
+from app.services.dispatch_results import ItemOutcome, record_accepted
 from app.services.dispatch_send import MessageConfig, TickResult, dispatch_tick
 from app.services.queue_build import build_queue
 from app.services.quota import QUOTA_WINDOW
@@ -67,7 +69,13 @@ from app.services.runtime_settings import (
     update_runtime_settings,
 )
 from app.services.target_lists import create_target_list
-from app.services.transport import SendResult, SmtpSettings, SmtpTransport, Transport
+from app.services.transport import (
+    SendOutcome,
+    SendResult,
+    SmtpSettings,
+    SmtpTransport,
+    Transport,
+)
 from tests.conftest import TEST_SECRET_KEY
 from tests.smtp_server import RunningServer, free_port, smtp_server
 
@@ -875,3 +883,103 @@ def test_runners_in_parallel_split_the_queue_without_duplicates_under_one_quota(
     assert len(world.received()) == 200
     assert world.statuses(mass_email) == Counter({Q.SENT: 120})
     world.assert_never_twice()
+
+
+# ----------------------------------------------------------------- recording results in groups
+
+
+def test_accepted_replies_are_recorded_together_and_a_late_one_only_noted(world: World) -> None:
+    world.set(batch_size=1)
+    world.start("March", ["ann@example.org", "bob@example.org", "cem@example.org"])
+    [ann] = claim_batch(world.session, "runner-1", world.clock, world.runtime)
+    world.clock.advance(timedelta(seconds=200))
+    world.set(batch_size=2)
+    later = claim_batch(world.session, "runner-1", world.clock, world.runtime)
+    world.clock.advance(timedelta(seconds=100))
+    assert housekeeping(world.session, world.clock) == 1  # ann's lease ran out
+    world.session.commit()
+    replies = [
+        (claim, SendResult(SendOutcome.ACCEPTED, 250, f"2.0.0 Ok: queued as Q{n}"))
+        for n, claim in enumerate([ann, *later])
+    ]
+
+    outcomes = record_accepted(world.session, replies, world.clock, world.runtime)
+
+    assert outcomes == [ItemOutcome.LATE, ItemOutcome.SENT, ItemOutcome.SENT]
+    ann_item = world.item("ann@example.org")
+    assert ann_item.status == Q.INTERRUPTED  # in doubt stays in doubt, reply kept
+    assert ann_item.last_reply == "accepted after the lease expired: 2.0.0 Ok: queued as Q0"
+    for n, address in enumerate(["bob@example.org", "cem@example.org"], start=1):
+        item = world.item(address)
+        assert (item.status, item.sent_at, item.lease_expires_at) == (
+            Q.SENT,
+            world.clock.now(),
+            None,
+        )
+        assert (item.last_code, item.last_reply) == (250, f"2.0.0 Ok: queued as Q{n}")
+    for address in ["ann@example.org", "bob@example.org", "cem@example.org"]:
+        [attempt] = world.attempts_of(address)
+        assert (attempt.outcome, attempt.code, attempt.finished_at) == (
+            "accepted",
+            250,
+            world.clock.now(),
+        )
+    sent_log = world.log(CampaignLogEvent.SENT)
+    assert sorted(entry.queue_item_id for entry in sent_log) == sorted(
+        claim.queue_item_id for claim in later
+    )
+    assert {entry.detail["reply"] for entry in sent_log} == {
+        "2.0.0 Ok: queued as Q1",
+        "2.0.0 Ok: queued as Q2",
+    }
+
+
+REFUSE_SENT_LOG = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_sent BEFORE INSERT ON campaign_log FOR EACH ROW "
+        "WHEN NEW.event = 'sent' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.event = 'sent' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_sent BEFORE INSERT ON campaign_log FOR EACH ROW "
+        "EXECUTE FUNCTION refuse_sent()",
+    ],
+}
+ALLOW_SENT_LOG = {
+    "sqlite": ["DROP TRIGGER refuse_sent"],
+    "postgresql": ["DROP TRIGGER refuse_sent ON campaign_log", "DROP FUNCTION refuse_sent()"],
+}
+
+
+def run_sql(world: World, statements: dict[str, list[str]]) -> None:
+    for statement in statements[world.session.get_bind().dialect.name]:
+        world.session.execute(text(statement))
+    world.session.commit()
+
+
+def test_replies_that_cannot_be_recorded_leave_their_items_to_the_lease(world: World) -> None:
+    world.set(smtp_connections=1)
+    mass_email = world.start("March", addresses("ann", 6))
+    run_sql(world, REFUSE_SENT_LOG)  # the database refuses the results' transaction
+    try:
+        with pytest.raises(DBAPIError, match="refused by the test"):
+            world.tick()
+    finally:
+        run_sql(world, ALLOW_SENT_LOG)
+
+    # Each item is either in doubt (its message arrived, its result was
+    # never committed) or back in the queue, unsent and uncharged.
+    received = set(world.received())
+    items = world.items(mass_email)
+    assert received and all(item.status == Q.SENDING for item in items if item.email in received)
+    unsent = [item for item in items if item.email not in received]
+    assert all((item.status, item.attempts) == (Q.QUEUED, 0) for item in unsent)
+    world.clock.advance(timedelta(seconds=300))
+    result = world.tick()
+
+    assert (result.interrupted, result.sent) == (len(received), len(unsent))
+    counts = world.statuses(mass_email)
+    assert counts == Counter({Q.INTERRUPTED: len(received), Q.SENT: len(unsent)})
+    assert all(count == 1 for count in world.received().values())  # nothing resent

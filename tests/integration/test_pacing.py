@@ -35,9 +35,17 @@ GMAIL_RATE_LIMIT = (
 
 
 @pytest.fixture
-def server() -> Iterator[RunningServer]:
-    with smtp_server() as running:
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """The SMTP server; a test parametrized with ``PIPELINED`` runs against
+    it without and with PIPELINING offered (a pipelined reply still says
+    which command it answers)."""
+    with smtp_server(pipelining=getattr(request, "param", False)) as running:
         yield running
+
+
+PIPELINED = pytest.mark.parametrize(
+    "server", [False, True], ids=["plain", "pipelining"], indirect=True
+)
 
 
 @pytest.fixture
@@ -168,6 +176,7 @@ def test_a_capped_group_does_not_hold_up_the_next_portion(world: World) -> None:
 # ----------------------------------------------------------------- throttles
 
 
+@PIPELINED
 @pytest.mark.parametrize(
     ("domain", "group", "reply"),
     [
@@ -217,6 +226,7 @@ def test_a_rate_limit_throttles_only_its_group_which_resumes_after_the_back_off(
     world.assert_never_twice()
 
 
+@PIPELINED
 def test_a_421_without_an_enhanced_code_to_data_throttles_the_recipients_group(
     world: World,
 ) -> None:
@@ -236,6 +246,7 @@ def test_a_421_without_an_enhanced_code_to_data_throttles_the_recipients_group(
     assert sorted(i.attempts for i in outlook) == [0] * result.released + [1] * result.retried
 
 
+@PIPELINED
 def test_a_421_before_any_recipient_is_the_relay_and_ends_the_tick(world: World) -> None:
     world.set(smtp_connections=1)
     mass_email = world.start("March", mixed("m", gmail_com=3, example_org=3))

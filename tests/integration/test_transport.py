@@ -12,6 +12,7 @@ from app.services.transport import (
     Security,
     SendOutcome,
     SmtpSettings,
+    SmtpStage,
     SmtpTransport,
     parse_smtp_url,
 )
@@ -20,9 +21,11 @@ from tests.smtp_server import RunningServer, free_port, smtp_server
 MESSAGE = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
-@pytest.fixture
-def server() -> Iterator[RunningServer]:
-    with smtp_server() as running:
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """The server, without and with PIPELINING offered: every behaviour
+    below holds for both ways of talking to it."""
+    with smtp_server(pipelining=request.param) as running:
         yield running
 
 
@@ -42,6 +45,7 @@ def test_accepted_message_keeps_the_relays_reply_and_reuses_the_connection(
     transport.close()
 
     assert first.outcome is SendOutcome.ACCEPTED and first.code == 250
+    assert first.stage is SmtpStage.DATA
     assert "queued as TEST00001" in first.reply
     assert second.accepted
     assert server.handler.sessions == 1
@@ -51,6 +55,79 @@ def test_accepted_message_keeps_the_relays_reply_and_reuses_the_connection(
         ("bounces@example.com", ["c@example.org"]),
     ]
     assert received[0].data.replace(b"\r\n", b"\n") == MESSAGE.replace(b"\r\n", b"\n")
+    # RFC 2920: offered pipelining is used (DATA sent without waiting for RCPT's reply).
+    assert server.handler.pipelined == (2 if server.handler.pipelining else 0)
+
+
+def test_lines_starting_with_a_dot_arrive_unchanged(server: RunningServer) -> None:
+    message = MESSAGE + b".\r\n..two\r\n.three"  # and no final line break
+    transport = transport_for(server)
+    assert transport.send(message, "bounces@example.com", "b@example.org").accepted
+    transport.close()
+    assert server.handler.messages[0].data == message + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        ("550 5.7.1 Sender address rejected", SendOutcome.REJECTED),
+        ("451 4.3.0 Sender check failed, try later", SendOutcome.TEMPORARY),
+    ],
+)
+def test_sender_reply_is_classified_and_the_session_goes_on(
+    server: RunningServer, reply: str, outcome: SendOutcome
+) -> None:
+    server.handler.mail_replies.append(reply)
+    transport = transport_for(server)
+
+    refused = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    after = transport.send(MESSAGE, "bounces@example.com", "c@example.org")
+    transport.close()
+
+    assert (refused.outcome, refused.code) == (outcome, int(reply[:3]))
+    assert refused.stage is SmtpStage.MAIL  # pipelined or not: the relay's reply about us
+    assert after.accepted
+    assert [m.recipients for m in server.handler.messages] == [["c@example.org"]]
+    assert server.handler.sessions == 1
+
+
+def test_a_421_to_mail_is_temporary_and_the_next_send_reconnects(server: RunningServer) -> None:
+    server.handler.mail_replies.append("421 4.3.2 Service shutting down")
+    transport = transport_for(server)
+
+    closing = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    after = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+    transport.close()
+
+    assert (closing.outcome, closing.code, closing.stage) == (
+        SendOutcome.TEMPORARY,
+        421,
+        SmtpStage.MAIL,
+    )
+    assert after.accepted
+    assert server.handler.sessions == 2
+    assert len(server.handler.messages) == 1
+
+
+def test_a_421_to_rcpt_says_so_and_the_next_send_reconnects(server: RunningServer) -> None:
+    # A provider's rate limit passed on by the relay: per-domain pacing
+    # tells it from the relay's own 421 by the stage, pipelined or not.
+    server.handler.rcpt_domain_replies["gmail.com"] = "421 4.7.28 Unusual rate"
+    transport = transport_for(server)
+
+    limited = transport.send(MESSAGE, "bounces@example.com", "ann@gmail.com")
+    after = transport.send(MESSAGE, "bounces@example.com", "bob@example.org")
+    transport.close()
+
+    assert (limited.outcome, limited.code, limited.stage) == (
+        SendOutcome.TEMPORARY,
+        421,
+        SmtpStage.RCPT,
+    )
+    assert "4.7.28" in limited.reply
+    assert after.accepted
+    assert server.handler.sessions == 2  # a 421 closes the channel (RFC 5321 §3.8)
+    assert [m.recipients for m in server.handler.messages] == [["bob@example.org"]]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +147,7 @@ def test_recipient_reply_is_classified_and_the_session_goes_on(
     after = transport.send(MESSAGE, "bounces@example.com", "ok@example.org")
     transport.close()
 
-    assert (refused.outcome, refused.code) == (outcome, code)
+    assert (refused.outcome, refused.code, refused.stage) == (outcome, code, SmtpStage.RCPT)
     assert reply.split(" ", 1)[1] in refused.reply
     assert after.accepted
     assert server.handler.sessions == 1  # RSET, not a new connection
@@ -90,6 +167,7 @@ def test_data_reply_is_classified(server: RunningServer, reply: str, outcome: Se
     transport.close()
     assert result.outcome is outcome
     assert result.code == int(reply[:3])
+    assert result.stage is SmtpStage.DATA
     assert server.handler.messages == []
 
 
@@ -105,6 +183,7 @@ def test_dropped_connection_is_temporary_and_the_next_send_reconnects(
 
     assert dropped.outcome is SendOutcome.TEMPORARY
     assert dropped.code is None
+    assert dropped.stage is SmtpStage.DATA
     assert retried.accepted
     assert server.handler.sessions == 2
     assert len(server.handler.messages) == 1
@@ -115,6 +194,7 @@ def test_nothing_listening_is_temporary() -> None:
     result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     assert result.outcome is SendOutcome.TEMPORARY
     assert result.code is None
+    assert result.stage is SmtpStage.CONNECT
 
 
 def test_authentication_failure_and_success() -> None:
@@ -127,6 +207,7 @@ def test_authentication_failure_and_success() -> None:
 
     assert failed.outcome is SendOutcome.AUTH_FAILED
     assert failed.code == 535
+    assert failed.stage is SmtpStage.CONNECT
     assert accepted.accepted
 
 

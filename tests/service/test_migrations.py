@@ -96,6 +96,19 @@ def schema_differences() -> list[Any]:
         return list(compare_metadata(context, db.metadata))
 
 
+def schema_differences_at_0008() -> list[Any]:
+    """The schema's differences from the models at revision 0008, besides
+    the index migration 0009 drops (which must still be there)."""
+    differences = schema_differences()
+    dropped = [
+        difference
+        for difference in differences
+        if difference[0] == "remove_index" and difference[1].name == "ix_queue_items_claimable"
+    ]
+    assert len(dropped) == 1, differences
+    return [difference for difference in differences if difference is not dropped[0]]
+
+
 def current_revisions() -> set[str]:
     with db.engine.connect() as connection:
         return set(MigrationContext.configure(connection).get_current_heads())
@@ -326,7 +339,8 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     seed_0004_queue()
 
     upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
-    # Read through today's models: later revisions only add to these tables.
+    # Read through today's models: later revisions only add to these tables
+    # (and change their indexes).
     upgrade(directory=str(MIGRATIONS_DIR))
     assert schema_differences() == []
     items = db.session.scalars(sa.select(QueueItem).order_by(QueueItem.id)).all()
@@ -340,6 +354,9 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     ]
     # The rebuild on SQLite left the log entry pointing at its item.
     assert db.session.scalar(sa.select(CampaignLogEntry.queue_item_id)) == 1
+    db.session.commit()
+    upgrade(directory=str(MIGRATIONS_DIR))  # later revisions change its indexes
+    assert schema_differences() == []
     db.session.add(
         QueueItem(id=4, mass_email_id=1, contact_id=None, email="x@example.net", created_at=WHEN)
     )
@@ -370,7 +387,7 @@ def test_0005_adds_delivery_columns_to_a_queue_holding_items(empty_app: Flask) -
     assert "attempts" not in columns and "send_attempts" not in tables
 
 
-# Revision 0005's queue items and ledger, as far as 0006 touches them.
+# Revision 0005's queue items and ledger, as far as 0007 touches them.
 queue_items_0005 = sa.table(
     "queue_items",
     sa.column("id", sa.Integer),
@@ -391,7 +408,7 @@ send_attempts_0005 = sa.table(
 )
 
 
-def test_0006_gives_the_items_still_to_send_their_domain_group(empty_app: Flask) -> None:
+def test_0007_gives_the_items_still_to_send_their_domain_group(empty_app: Flask) -> None:
     upgrade(directory=str(MIGRATIONS_DIR), revision="0005")
     rows = [
         (1, "ann@gmail.com", "queued"),
@@ -495,7 +512,7 @@ def test_0008_lets_the_log_record_a_resend_and_still_checks_events(empty_app: Fl
         insert_log_row(2, "resent")
 
     upgrade(directory=str(MIGRATIONS_DIR), revision="0008_resend_after_correction")
-    assert schema_differences() == []
+    assert schema_differences_at_0008() == []
     insert_log_row(2, "resent")
     # The CHECK was replaced, not dropped: an unknown event is still refused.
     with pytest.raises(sa.exc.IntegrityError):

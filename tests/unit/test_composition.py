@@ -424,3 +424,26 @@ def test_random_text_never_injects_a_header_and_round_trips(
     assert plain.get_content() == crlf_body(text)
     assert rich.get_content() == crlf_body(html)
     assert all(not part.defects for part in parsed.walk())
+
+
+_LINES = st.lists(
+    st.text(alphabet=st.sampled_from("ab =.\t\x0béF\u2028rom"), max_size=120), max_size=6
+)
+
+
+@given(lines=_LINES, separators=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), max_size=6))
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_quoted_printable_line_by_line_decodes_to_the_text_every_time(
+    lines: list[str], separators: list[str]
+) -> None:
+    # Lines are encoded one by one and remembered: whether a line is met
+    # for the first time or again, the body decodes to the text, its lines
+    # within 76 characters, trailing whitespace encoded, "From " escaped.
+    text = "".join(line + sep for line, sep in zip(lines, separators + ["\n"] * 6, strict=False))
+    first, again = encode_body(text), encode_body(text)
+    assert first == again
+    assert quopri.decodestring(first) == crlf_body(text).encode()
+    for line in first.split(b"\r\n"):
+        assert len(line) <= 76
+        assert not line.endswith((b" ", b"\t"))
+        assert not line.startswith(b"From ")
