@@ -139,6 +139,36 @@ class World:
             self.tick_times[index] = self.clock.now()
         return result
 
+    def run_in_parallel(self, *, runners: int, ticks: int) -> list[BaseException]:
+        """``runners`` threads at once, each with its own session, each
+        running ``ticks`` ticks; returns what they raised."""
+        failures: list[BaseException] = []
+        engine = self.session.get_bind()  # Flask-SQLAlchemy finds it in the app context
+
+        def runner(name: str) -> None:
+            session = Session(engine)
+            try:
+                for _ in range(ticks):
+                    dispatch_tick(
+                        session,
+                        self.transport,
+                        self.clock,
+                        get_runtime_settings(session),
+                        name,
+                        config=MessageConfig(app_settings(self.app), TEST_SECRET_KEY, None),
+                    )
+            except BaseException as error:
+                failures.append(error)
+            finally:
+                session.close()
+
+        threads = [threading.Thread(target=runner, args=(f"runner-{n}",)) for n in range(runners)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return failures
+
     def start(self, name: str, addresses: list[str], *, build: bool = True) -> MassEmail:
         """A mass email to ``addresses`` (new contacts), scheduled to start
         now and, unless ``build`` is false, its queue built: in progress."""
@@ -848,33 +878,7 @@ def test_runners_in_parallel_split_the_queue_without_duplicates_under_one_quota(
     world.set(max_per_hour=150, batch_size=20, smtp_connections=2)
     mass_email = world.start("March", addresses("ann", 120))
     world.start("April", addresses("bob", 80))
-    failures: list[BaseException] = []
-    engine = world.session.get_bind()  # Flask-SQLAlchemy finds it in the app context
-
-    def runner(name: str) -> None:
-        session = Session(engine)
-        try:
-            for _ in range(12):
-                dispatch_tick(
-                    session,
-                    world.transport,
-                    world.clock,
-                    get_runtime_settings(session),
-                    name,
-                    config=MessageConfig(app_settings(world.app), TEST_SECRET_KEY, None),
-                )
-        except BaseException as error:
-            failures.append(error)
-        finally:
-            session.close()
-
-    threads = [threading.Thread(target=runner, args=(f"runner-{n}",)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert failures == []
+    assert world.run_in_parallel(runners=3, ticks=12) == []
     assert len(world.received()) == 150  # the hour's quota, and not one more
     world.assert_never_twice()
     world.clock.advance(QUOTA_WINDOW)

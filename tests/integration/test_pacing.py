@@ -6,7 +6,6 @@ caps, several runners at once — and never a message twice."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -16,14 +15,11 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import app_settings
 from app.clock import FixedClock
 from app.models import DomainGroup, DomainThrottle, QueueItem, QueueItemStatus
-from app.services.dispatch_send import MessageConfig, dispatch_tick
 from app.services.domain_groups import domain_group
 from app.services.quota import QUOTA_WINDOW
-from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
-from tests.conftest import TEST_SECRET_KEY
+from app.services.runtime_settings import RuntimeSettings
 from tests.integration.test_dispatch import World, make_world, run_cli
 from tests.smtp_server import RunningServer, smtp_server
 
@@ -332,33 +328,7 @@ def test_a_group_never_has_more_conversations_at_once_than_its_cap(world: World,
 def test_runners_in_parallel_keep_the_group_caps_without_duplicates(world: World) -> None:
     world.set(max_per_hour=150, batch_size=20, smtp_connections=2, pace_gmail_per_hour=40)
     world.start("March", mixed("m", gmail_com=100, example_org=100))
-    failures: list[BaseException] = []
-    engine = world.session.get_bind()
-
-    def runner(name: str) -> None:
-        session = Session(engine)
-        try:
-            for _ in range(12):
-                dispatch_tick(
-                    session,
-                    world.transport,
-                    world.clock,
-                    get_runtime_settings(session),
-                    name,
-                    config=MessageConfig(app_settings(world.app), TEST_SECRET_KEY, None),
-                )
-        except BaseException as error:
-            failures.append(error)
-        finally:
-            session.close()
-
-    threads = [threading.Thread(target=runner, args=(f"runner-{n}",)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert failures == []
+    assert world.run_in_parallel(runners=3, ticks=12) == []
     received = Counter(domain_group(address) for address in world.received())
     assert received == {G.GMAIL: 40, G.OTHER: 100}  # gmail's cap; the rest all sent
     world.assert_never_twice()
