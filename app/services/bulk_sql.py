@@ -19,7 +19,7 @@ Only PostgreSQL and SQLite are supported; another dialect raises
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -57,6 +57,33 @@ def insert_ignoring_conflicts(session: Session, entity: type[Any]) -> Insert:
     if dialect == "sqlite":
         return sqlite.insert(entity).on_conflict_do_nothing()
     raise NotImplementedError(f"bulk SQL supports PostgreSQL and SQLite, not {dialect}")
+
+
+def upsert(
+    session: Session,
+    entity: type[Any],
+    key: str,
+    values: dict[str, Any],
+    *,
+    insert_only: Collection[str] = (),
+) -> None:
+    """INSERT ``values`` into ``entity``, or, where a row with the same
+    ``key`` exists (also one a concurrent transaction just inserted), UPDATE
+    it to ``values`` but for the ``insert_only`` columns: one statement, so
+    two writers never both insert."""
+    dialect = _dialect(session)
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(entity).values(values)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(entity).values(values)
+    else:
+        raise NotImplementedError(f"bulk SQL supports PostgreSQL and SQLite, not {dialect}")
+    changed = {
+        column: statement.excluded[column]
+        for column in values
+        if column != key and column not in insert_only
+    }
+    session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changed))
 
 
 def rows_as_table(

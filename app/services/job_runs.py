@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.models import JobRun, JobRunOutcome, Runner
+from app.services.bulk_sql import upsert
 
 RUNNER_STALE_AFTER = timedelta(minutes=3)
 KEEP_RUNS = timedelta(days=7)
@@ -76,14 +77,21 @@ def heartbeat(
     (``None``: the job is paused in that runner). Flushes."""
     now = clock.now()
     stored = {job_id: when.isoformat() if when else None for job_id, when in schedule.items()}
-    runner = session.get(Runner, runner_id)
-    if runner is None:
-        session.add(Runner(id=runner_id, started_at=now, heartbeat_at=now, schedule=stored))
-    else:
-        runner.heartbeat_at = now
-        runner.stopped_at = None
-        runner.schedule = stored
-    session.flush()
+    # Several jobs of a new runner beat at once: one statement inserts or
+    # updates, so none of them fails on the other's insert.
+    upsert(
+        session,
+        Runner,
+        "id",
+        {
+            "id": runner_id,
+            "started_at": now,
+            "heartbeat_at": now,
+            "stopped_at": None,
+            "schedule": stored,
+        },
+        insert_only={"started_at"},
+    )
 
 
 def runner_stopped(session: Session, runner_id: str, clock: Clock) -> None:

@@ -257,3 +257,37 @@ def test_stop_waits_for_the_run_under_way_then_records_the_stop(
     assert session.scalars(select(JobRun.outcome)).all() == [JobRunOutcome.OK]
     stopped = session.get(Runner, "stopping")
     assert stopped is not None and stopped.stopped_at is not None
+
+
+def test_a_new_runners_jobs_beating_at_once_make_one_runner_row(
+    session: Session, clock: FixedClock
+) -> None:
+    """A runner's jobs all start together, and each run's start is a beat."""
+    engine = session.get_bind()
+    start = threading.Barrier(3)
+    failures: list[BaseException] = []
+
+    def beat() -> None:
+        own = Session(engine)
+        try:
+            start.wait()
+            job_runs.heartbeat(own, "new-runner", clock, {})
+            own.commit()
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=beat) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first_beat = clock.now()
+    clock.advance(timedelta(seconds=30))
+    job_runs.heartbeat(session, "new-runner", clock, {})
+    session.commit()
+
+    assert failures == []
+    [runner] = session.scalars(select(Runner)).all()
+    assert (runner.started_at, runner.heartbeat_at) == (first_beat, clock.now())
