@@ -22,6 +22,7 @@ from app.extensions import db
 from app.models import (
     CampaignLogEntry,
     Contact,
+    DomainGroup,
     QueueItem,
     Role,
     SendAttempt,
@@ -96,17 +97,27 @@ def schema_differences() -> list[Any]:
         return list(compare_metadata(context, db.metadata))
 
 
+# The claim indexes migration 0009 replaces, and those it adds.
+INDEXES_BEFORE_0009 = {"ix_queue_items_claimable", "ix_queue_items_claimable_group"}
+INDEXES_OF_0009 = {f"ix_queue_items_claimable_{group}" for group in DomainGroup}
+
+
 def schema_differences_at_0008() -> list[Any]:
     """The schema's differences from the models at revision 0008, besides
-    the index migration 0009 drops (which must still be there)."""
+    the claim indexes migration 0009 changes (which must still be 0008's)."""
     differences = schema_differences()
-    dropped = [
+    replaced = [
         difference
         for difference in differences
-        if difference[0] == "remove_index" and difference[1].name == "ix_queue_items_claimable"
+        if (difference[0], difference[1].name) in CHANGED_BY_0009
     ]
-    assert len(dropped) == 1, differences
-    return [difference for difference in differences if difference is not dropped[0]]
+    assert {(kind, index.name) for kind, index in replaced} == CHANGED_BY_0009, differences
+    return [difference for difference in differences if difference not in replaced]
+
+
+CHANGED_BY_0009 = {("remove_index", name) for name in INDEXES_BEFORE_0009} | {
+    ("add_index", name) for name in INDEXES_OF_0009
+}
 
 
 def current_revisions() -> set[str]:
