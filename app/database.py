@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 
 def normalise_database_url(url: str) -> str:
@@ -66,3 +67,17 @@ def sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
     finally:
         connection.commit()
         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def begin_sqlite_write(session: Session) -> None:
+    """Start the session's next transaction holding SQLite's write lock
+    (``BEGIN IMMEDIATE``), so what it reads cannot change before it writes:
+    SQLite has no row locks (SQLAlchemy leaves ``FOR UPDATE`` out there).
+    The session must have no transaction under way.
+
+    SQLAlchemy's recipe for SQLite transaction control: take BEGIN away from
+    the pysqlite driver (isolation level AUTOCOMMIT, for this transaction's
+    connection only; reset when it is released) and emit our own. The driver
+    still commits and rolls back."""
+    connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

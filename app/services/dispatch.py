@@ -73,6 +73,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import TypeEngine
 
 from app.clock import Clock
+from app.database import begin_sqlite_write
 from app.models import (
     DomainGroup,
     MassEmail,
@@ -150,12 +151,7 @@ def _begin_claim_transaction(session: Session) -> None:
     if dialect == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
     elif dialect == "sqlite":
-        # SQLAlchemy's recipe for SQLite transaction control: take BEGIN
-        # away from the pysqlite driver (isolation level AUTOCOMMIT, for this
-        # transaction's connection only; reset when it is released) and emit
-        # our own. The driver still commits and rolls back.
-        connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        begin_sqlite_write(session)
     else:
         raise NotImplementedError(f"claims support PostgreSQL and SQLite, not {dialect}")
 

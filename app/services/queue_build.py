@@ -53,6 +53,7 @@ from sqlalchemy import ColumnElement, CursorResult, Integer, case, func, literal
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.database import begin_sqlite_write
 from app.models import Contact, MassEmail, MassEmailStatus, QueueItem, QueueItemStatus
 from app.models.base import UTCDateTime
 from app.services.audience import AudienceCategory, audience_select
@@ -290,10 +291,7 @@ def _begin_activation(session: Session) -> None:
     PostgreSQL needs nothing more than the row lock of ``_lock_if_due``."""
     session.commit()
     if session.get_bind().dialect.name == "sqlite":
-        # As in ``dispatch._begin_claim_transaction``: our own BEGIN, the
-        # driver's transaction handling off for this transaction only.
-        connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        begin_sqlite_write(session)
 
 
 def _lock_if_due(session: Session, mass_email_id: int, clock: Clock) -> MassEmail | None:
