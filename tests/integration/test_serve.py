@@ -128,7 +128,9 @@ def test_run_sends_a_scheduled_campaign_into_its_mail_catcher(
         wait_until(
             lambda: "complete" in cli("status", "1").splitlines()[0],
             what="the demo mass email is complete",
-            timeout=60,
+            # Real work of a runner in another process: generous, because a
+            # busy 2-core machine once needed more than a minute.
+            timeout=180,
             interval=0.5,
         )
         status = cli("status", "1")
