@@ -148,6 +148,7 @@ STATUS_REASONS: dict[str, str] = {
 #    the RFCs' wording, Sisimai's reason lists (which name the mail system
 #    or provider of each phrase), and the providers' published bounce
 #    documentation (Gmail, Microsoft 365, Yahoo, AOL, Apple iCloud).
+# fmt: off  (one line per group of phrases reads better than one per phrase)
 TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
     # Mailbox quota (RFC 3463 X.2.2 wording; Postfix/Dovecot/Courier
     # "quota exceeded"; Gmail "out of storage space"; Yahoo "over quota").
@@ -813,6 +814,7 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
     "syntaxerror": ("syntax error", "command unrecognized", "unrecognized command"),
     "vacation": ("i am away", "out of the office", "out of office", "on vacation"),
 }
+# fmt: on
 
 
 def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
@@ -847,54 +849,29 @@ class Evidence:
     hint: str | None = None  # a reason a format detector is sure of
 
 
+# RFC 3464 §2.3.6 diagnostic types other than SMTP that a parser keeps as
+# the diagnostic's prefix (``X-Unix; ...``: a local delivery program).
+DIAGNOSTIC_TYPES = frozenset({"X-UNIX", "X-POSTFIX", "X-LOCAL", "X-NOTES", "X400"})
+
 # A reply to one of these commands refused the recipient (or the sender, or
 # the connection) before any content was sent: a content filter cannot
 # have been the cause (RFC 5321 §3.3).
 BEFORE_CONTENT = smtp.BEFORE_DATA
 
+# fmt: off
 # Reasons a status code or the text can name outright, in the order they
 # are tried (Sisimai's first pass).
 FIRST_PASS = (
-    "mailboxfull",
-    "mesgtoobig",
-    "exceedlimit",
-    "suspend",
-    "hasmoved",
-    "norelaying",
-    "authfailure",
-    "userunknown",
-    "filtered",
-    "requireptr",
-    "notcompliantrfc",
-    "badreputation",
-    "contenterror",
-    "rejected",
-    "hostunknown",
-    "spamdetected",
-    "speeding",
-    "toomanyconn",
+    "mailboxfull", "mesgtoobig", "exceedlimit", "suspend", "hasmoved", "norelaying",
+    "authfailure", "userunknown", "filtered", "requireptr", "notcompliantrfc", "badreputation",
+    "contenterror", "rejected", "hostunknown", "spamdetected", "speeding", "toomanyconn",
     "blocked",
 )
 # Phrases tried when neither the code nor a first-pass rule decided.
 SECOND_PASS = (
-    "mailboxfull",
-    "authfailure",
-    "badreputation",
-    "speeding",
-    "spamdetected",
-    "virusdetected",
-    "policyviolation",
-    "norelaying",
-    "systemerror",
-    "networkerror",
-    "suspend",
-    "contenterror",
-    "systemfull",
-    "notaccept",
-    "expired",
-    "failedstarttls",
-    "securityerror",
-    "suppressed",
+    "mailboxfull", "authfailure", "badreputation", "speeding", "spamdetected", "virusdetected",
+    "policyviolation", "norelaying", "systemerror", "networkerror", "suspend", "contenterror",
+    "systemfull", "notaccept", "expired", "failedstarttls", "securityerror", "suppressed",
     "mailererror",
 )
 # Reasons of a status code that the text may refine.
@@ -903,18 +880,19 @@ VAGUE_REASONS = frozenset(
 )
 # A "user unknown" code contradicted by these phrases is not an unknown user.
 USERUNKNOWN_CONTRADICTIONS = (
-    "norelaying",
-    "blocked",
-    "mailboxfull",
-    "hasmoved",
-    "rejected",
-    "notaccept",
+    "norelaying", "blocked", "mailboxfull", "hasmoved", "rejected", "notaccept", "filtered",
 )
+# Replies to these commands refused the sender or the connection, never the
+# recipient's mailbox (RFC 5321 §4.1.1: RCPT TO names the recipient).
+NOT_ABOUT_RECIPIENT = frozenset({"CONN", "EHLO", "HELO", "MAIL", "STARTTLS", "AUTH"})
+# fmt: on
 
 
 def _first_pass(reason: str, ev: Evidence, coded: str) -> bool:
     text = ev.diagnostic
     if reason == "userunknown":
+        if ev.command in NOT_ABOUT_RECIPIENT:
+            return False
         if coded == "userunknown":
             return not any(says(other, text) for other in USERUNKNOWN_CONTRADICTIONS)
         return ev.command == "RCPT" and says("userunknown", text)
@@ -1012,21 +990,38 @@ def kind_of(reason: str, status: str | None) -> ReportKind | None:
     if reason == "vacation":
         return ReportKind.AUTOREPLY
     if reason in HARD_REASONS:
-        return ReportKind.SOFT if (status or "").startswith("4.") else ReportKind.HARD
+        return ReportKind.HARD
     if reason == "notaccept":
         return ReportKind.SOFT if (status or "").startswith("4.") else ReportKind.HARD
     return ReportKind.SOFT
 
 
+def implied_command(diagnostic: str) -> str | None:
+    """The command named in the text, or implied by a reply only given to
+    it (Postfix's "Recipient address rejected" answers RCPT TO)."""
+    named = smtp.find_command(diagnostic)
+    if named:
+        return named
+    lowered = diagnostic.lower()
+    if "[rcpt_to]" in lowered:  # Yahoo's tag of the command it answered
+        return "RCPT"
+    return None
+
+
 def classify_recipient(item: RecipientReport, hint: str | None = None) -> RecipientReport:
     """One recipient with its reason and kind filled in."""
     diagnostic = item.diagnostic or ""
+    kind, separator, rest = diagnostic.partition(";")
+    diagnostic_type = (
+        kind.strip().upper() if separator and kind.strip().upper() in DIAGNOSTIC_TYPES else None
+    )
     evidence = Evidence(
         status=item.status,
         diagnostic=diagnostic.lower(),
-        command=smtp.find_command(diagnostic),
+        command=item.command or implied_command(diagnostic),
         action=item.action,
         reply=smtp.reply_code(diagnostic),
+        diagnostic_type=diagnostic_type,
         hint=hint or item.reason,
     )
     reason = decide_reason(evidence)

@@ -131,7 +131,14 @@ def _apply(record: DsnRecipient, name: str, value: str) -> None:
         kind, _, rest = value.partition(";")
         if rest:
             record.diagnostic_type = kind.strip().upper() or None
-            record.diagnostic = _join(record.diagnostic, rest.strip())
+            # An SMTP reply is kept as the reply; another type (X-Unix: a
+            # local delivery program) keeps its type in front of the text.
+            text = (
+                rest.strip()
+                if record.diagnostic_type == "SMTP"
+                else f"{kind.strip()}; {rest.strip()}"
+            )
+            record.diagnostic = _join(record.diagnostic, text)
         else:
             record.diagnostic = _join(record.diagnostic, value.strip())
     elif name == "remote-mta":

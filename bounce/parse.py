@@ -216,21 +216,16 @@ def _from_dsn(record: DsnRecipient, prose: TextReport) -> RecipientReport:
     block = _prose_block(prose, address)
     diagnostic = record.diagnostic or block or None
     command = smtp.find_command(record.diagnostic or "") or smtp.find_command(block or "")
-    status = record.status
-    if diagnostic and status and not _explicit(status):
-        status = smtp.first_status(diagnostic) or status
+    in_text = smtp.first_status(diagnostic or "", exclude=record.status)
+    status = smtp.prefer(record.status, in_text, smtp.reply_code(diagnostic or ""))
     return RecipientReport(
         recipient=address,
         action=record.action or ("failed" if (status or "5")[0] in "45" else None),
-        status=status or (smtp.first_status(diagnostic) if diagnostic else None),
+        status=status,
         diagnostic=_tidy(diagnostic),
         remote_mta=record.remote_mta,
         command=command,
     )
-
-
-def _explicit(status: str) -> bool:
-    return not (status.endswith(".0.0") or ".0.9" in status)
 
 
 def _prose_block(prose: TextReport, address: str | None) -> str:
@@ -263,7 +258,7 @@ def _fallback_recipient(address: str | None, prose: TextReport) -> RecipientRepo
         action="failed",
         status=smtp.first_status(diagnostic),
         diagnostic=_tidy(diagnostic) or None,
-        command=smtp.find_command(diagnostic),
+        command=smtp.find_command(prose.report),
     )
 
 
@@ -291,7 +286,7 @@ def _senders(headers: Headers, returned: Headers | None) -> set[str]:
     """Addresses that belong to the sender side, never the failed recipient."""
     found: set[str] = set()
     for source, names in (
-        (headers, ("to", "delivered-to", "x-original-to", "envelope-to", "from", "return-path")),
+        (headers, ("to", "from")),
         (returned, ("from", "sender", "return-path", "reply-to")),
     ):
         if source is None:

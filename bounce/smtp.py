@@ -37,14 +37,49 @@ def status_codes(text: str) -> list[str]:
     return [".".join(match.groups()) for match in ENHANCED_STATUS.finditer(text)]
 
 
-def first_status(text: str, prefer_class: str | None = None) -> str | None:
-    """The first enhanced status code (of ``prefer_class`` if any has it)."""
+def first_status(text: str, exclude: str | None = None) -> str | None:
+    """The first enhanced status code in ``text`` other than ``exclude``
+    (or ``exclude`` itself when it is the only one)."""
     codes = status_codes(text)
-    if prefer_class:
-        for code in codes:
-            if code[0] == prefer_class:
-                return code
+    for code in codes:
+        if code != exclude:
+            return code
     return codes[0] if codes else None
+
+
+def prefer(field: str | None, in_text: str | None, reply: str | None) -> str | None:
+    """Choose between a DSN's ``Status`` field and the code quoted in its
+    diagnostic (Sisimai's smtp/status Prefer, rule by rule):
+
+    the one whose class agrees with the reply code; else the more specific
+    one (``X.0.0`` and ``X.Y.0`` say less than the quoted reply); else the
+    quoted code when the field is one relays use for anything (4.4.7
+    expired, 4.7.0, 5.3.x, X.5.1/2/4/5); else the field."""
+    if not field or not in_text or field == in_text:
+        return field or in_text
+    if reply and field[0] != in_text[0]:
+        if reply[0] == field[0]:
+            return field
+        if reply[0] == in_text[0]:
+            return in_text
+    field_zero, text_zero = ".0" in field, ".0" in in_text
+    if field.endswith(".0.0") or (len(field.split(".")) == 3 and field.split(".")[1] == "0"):
+        return field if text_zero and ".0.0" in in_text else in_text
+    if field_zero and not text_zero:
+        return in_text
+    if ".0.0" in in_text:
+        return field
+    if (
+        field in ("4.4.7", "4.7.0")
+        or field.startswith("5.3.")
+        or field[1:4] in (".5.1", ".5.2", ".5.4", ".5.5")
+    ):
+        return in_text
+    if field == "5.1.1":
+        return field if text_zero or in_text.startswith("5.5.") else in_text
+    if field == "5.1.3" and in_text.startswith("5.7."):
+        return in_text
+    return field
 
 
 def reply_code(text: str) -> str | None:
