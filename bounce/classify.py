@@ -148,7 +148,6 @@ STATUS_REASONS: dict[str, str] = {
 #    the RFCs' wording, Sisimai's reason lists (which name the mail system
 #    or provider of each phrase), and the providers' published bounce
 #    documentation (Gmail, Microsoft 365, Yahoo, AOL, Apple iCloud).
-# fmt: off  (one line per group of phrases reads better than one per phrase)
 TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
     # Mailbox quota (RFC 3463 X.2.2 wording; Postfix/Dovecot/Courier
     # "quota exceeded"; Gmail "out of storage space"; Yahoo "over quota").
@@ -388,7 +387,7 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
         "bad recipient",
         "addressee unknown",
         "does not exist.",
-        "address rejected",
+        "5.1.0 address rejected",
         "can't accept user",
         "weil die adresse nicht gefunden wurde oder keine e-mails empfangen kann",
     ),
@@ -488,6 +487,7 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
         "this server does not accept mail from",
         "transaction failed unsigned dsn",
         "no third-party dsns",
+        "does not exist e2110",
         "spam reporting address",
         "your access to submit messages to this e-mail system has been rejected",
     ),
@@ -509,9 +509,7 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
         "unroutable address",
         "unrouteable address",
         "553 * does not exist",
-        "domain not found",
-        "no mx for",
-        "nxdomain",
+        "dns lookup failure: host",
     ),
     # Spam filters (Sisimai's SpamDetected list; SpamAssassin, Cyberoam,
     # MailMarshal, Earthlink, mail.ru, QQ, Gmail).
@@ -755,6 +753,7 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
         "no mx record found for domain=",
         "no route for current request",
         "smtp protocol returned a permanent error",
+        "indicated no smtp service",
         "null mx",
     ),
     "expired": (
@@ -814,7 +813,25 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
     "syntaxerror": ("syntax error", "command unrecognized", "unrecognized command"),
     "vacation": ("i am away", "out of the office", "out of office", "on vacation"),
 }
-# fmt: on
+
+
+# Wording of the mailbox's own mail system that names an unknown mailbox
+# whatever the SMTP stage (Sisimai's lhost modules for these systems):
+# Exchange 2000/2003 NDRs, Lotus Domino and Notes, IMail, mail.local,
+# Verizon's MMS gateway, Yahoo's "dd" replies, La Poste (LPN007_416).
+DEFINITE_USERUNKNOWN: tuple[str, ...] = (
+    "the recipient name is not recognized",
+    "not listed in domino directory",
+    "not listed in public name & address book",
+    "unknown user: ",
+    "invalid final delivery userid",
+    "mail.local: unknown user",
+    "no valid recipients for this mm",
+    "delivery error: dd this user doesn't have",
+    "destinataire invalide. invalid recipient",
+    "resolver.adr.recipientnotfound",
+    "recipient not found by smtp address lookup",
+)
 
 
 def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
@@ -825,6 +842,7 @@ def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
 _MATCHERS: dict[str, re.Pattern[str]] = {
     reason: _compile(patterns) for reason, patterns in TEXT_PATTERNS.items()
 }
+_MATCHERS["definite-userunknown"] = _compile(DEFINITE_USERUNKNOWN)
 
 
 def says(reason: str, text: str) -> bool:
@@ -891,11 +909,7 @@ NOT_ABOUT_RECIPIENT = frozenset({"CONN", "EHLO", "HELO", "MAIL", "STARTTLS", "AU
 def _first_pass(reason: str, ev: Evidence, coded: str) -> bool:
     text = ev.diagnostic
     if reason == "userunknown":
-        if ev.command in NOT_ABOUT_RECIPIENT:
-            return False
-        if coded == "userunknown":
-            return not any(says(other, text) for other in USERUNKNOWN_CONTRADICTIONS)
-        return ev.command == "RCPT" and says("userunknown", text)
+        return _user_unknown(ev, coded)
     if reason == "filtered":
         if coded == "filtered":
             return says("userunknown", text) or says("filtered", text)
@@ -921,6 +935,32 @@ def _first_pass(reason: str, ev: Evidence, coded: str) -> bool:
     if reason in ("hasmoved", "mesgtoobig", "exceedlimit", "notcompliantrfc", "contenterror"):
         return coded == reason or says(reason, text)
     return coded == reason or says(reason, text)
+
+
+def _user_unknown(ev: Evidence, coded: str) -> bool:
+    """Unknown mailbox: the code says so and the text does not contradict
+    it; or the reply to RCPT TO says so; or the mailbox's own system says
+    so in its own words; or an addressing code (RFC 3463 X.1.Y) that the
+    table does not name comes with a "no such user" text."""
+    text = ev.diagnostic
+    if ev.command in NOT_ABOUT_RECIPIENT:
+        return False
+    if coded == "userunknown":
+        return not _contradicted(text)
+    if says("definite-userunknown", text):
+        return True
+    if ev.command == "RCPT" and says("userunknown", text):
+        return True
+    addressing = (ev.status or "").startswith("5.1.") and coded in ("", "notaccept")
+    return addressing and says("userunknown", text) and not _contradicted(text)
+
+
+def _contradicted(text: str) -> str:
+    """The reason whose phrases contradict a "user unknown" code, or ""."""
+    for other in USERUNKNOWN_CONTRADICTIONS:
+        if says(other, text):
+            return other
+    return ""
 
 
 def _rejected(ev: Evidence, coded: str) -> bool:
@@ -958,6 +998,8 @@ def decide_reason(ev: Evidence) -> str:
 
 
 def _second_pass(ev: Evidence, coded: str) -> str:
+    if coded == "userunknown" and _contradicted(ev.diagnostic):
+        return _contradicted(ev.diagnostic)
     if coded not in VAGUE_REASONS and ev.diagnostic_type in (None, "SMTP"):
         return coded
     for reason in SECOND_PASS:

@@ -36,7 +36,7 @@ from bounce.mime import (
     read_mail,
     split_head_body,
 )
-from bounce.plaintext import TextRecipient, TextReport, read_report
+from bounce.plaintext import TextRecipient, TextReport, block_for, read_report
 from bounce.report import BounceReport, RecipientReport, ReportKind
 
 QUEUE_ITEM_HEADER = "x-sluice-queue-item"
@@ -232,6 +232,10 @@ def _prose_block(prose: TextReport, address: str | None) -> str:
     for item in prose.recipients:
         if addresses.same(item.address, address):
             return item.diagnostic
+    if address:
+        block = block_for(prose.report, address)
+        if block:
+            return block
     if len(prose.recipients) == 1:
         return prose.recipients[0].diagnostic
     return ""

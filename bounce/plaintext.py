@@ -126,7 +126,7 @@ def read_report(text: str, senders: set[str]) -> TextReport:
     recipients = []
     for position, (line_index, value, strength) in enumerate(chosen):
         stop = chosen[position + 1][0] if position + 1 < len(chosen) else len(lines)
-        block = _block(lines, line_index, stop, value)
+        block = _block(lines, line_index, stop)
         recipients.append(TextRecipient(value, block, strength))
     return TextReport(report, returned, recipients, found_lines)
 
@@ -157,14 +157,23 @@ def _candidates(lines: list[str], senders: set[str]) -> list[tuple[int, str, int
     return found
 
 
-def _block(lines: list[str], start: int, stop: int, value: str) -> str:
-    """The anchor line without the address, and the lines after it up to the
-    next recipient (at most ``MAX_BLOCK_LINES``)."""
-    first = lines[start]
-    position = first.find(value)
-    rest = first[position + len(value) :] if position >= 0 else first
-    rest = rest.lstrip(">\"'):]. \t")
-    pieces = [rest] if rest else []
+def block_for(report: str, address: str) -> str:
+    """The block of the first report line naming ``address`` (any role)."""
+    lines = report.split("\n")
+    lowered = address.lower()
+    for index, line in enumerate(lines):
+        if lowered in line.lower():
+            return _block(lines, index, len(lines))
+    return ""
+
+
+def _block(lines: list[str], start: int, stop: int) -> str:
+    """The anchor line and the lines after it up to the next recipient (at
+    most ``MAX_BLOCK_LINES``)."""
+    pieces = [lines[start].strip()]
+    if start > 0 and lines[start - 1].strip() and "@" not in lines[start - 1]:
+        # Lotus Notes and Domino print the reason on the line above.
+        pieces.insert(0, lines[start - 1].strip())
     for line in lines[start + 1 : min(stop, start + 1 + MAX_BLOCK_LINES)]:
         pieces.append(line.strip())
     text = "\n".join(pieces).strip()
