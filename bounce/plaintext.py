@@ -63,6 +63,8 @@ _REPLY_LINE = re.compile(
     r"(?:^|said:?\s|returned:?\s|reply:?\s|response:?\s|error:?\s|<<<\s)\s*[245]\d\d[\s-]",
     re.I | re.M,
 )
+# Sendmail's transcript names each failed recipient as "554 <user@host>...".
+_SENDMAIL_RECIPIENT = re.compile(r"^\s*[245]\d\d <[^<>\s]+@[^<>\s]+>\.\.\. ")
 MAX_BLOCK_LINES = 24
 MAX_REPORT_CHARS = 64 * 1024
 
@@ -126,6 +128,8 @@ def read_report(text: str, senders: set[str]) -> TextReport:
     recipients = []
     for position, (line_index, value, strength) in enumerate(chosen):
         stop = chosen[position + 1][0] if position + 1 < len(chosen) else len(lines)
+        if _SENDMAIL_RECIPIENT.match(lines[line_index]):
+            stop = _continuation_end(lines, line_index)
         block = _block(lines, line_index, stop)
         recipients.append(TextRecipient(value, block, strength))
     return TextReport(report, returned, recipients, found_lines)
@@ -151,10 +155,21 @@ def _candidates(lines: list[str], senders: set[str]) -> list[tuple[int, str, int
             strength = 1
             if _ADDRESS_START.match(line) and not before.strip(' \t<"([').lower():
                 strength = 3
+            elif _SENDMAIL_RECIPIENT.match(line):
+                strength = 3
             elif _AFTER_NAMING_WORD.search(before[-60:]):
                 strength = 2
             found.append((index, value, strength))
     return found
+
+
+def _continuation_end(lines: list[str], start: int) -> int:
+    """Sendmail's transcript gives a recipient one line, continued only by
+    indented lines."""
+    end = start + 1
+    while end < len(lines) and lines[end][:1] in (" ", "\t") and lines[end].strip():
+        end += 1
+    return end
 
 
 def block_for(report: str, address: str) -> str:
@@ -171,7 +186,8 @@ def _block(lines: list[str], start: int, stop: int) -> str:
     """The anchor line and the lines after it up to the next recipient (at
     most ``MAX_BLOCK_LINES``)."""
     pieces = [lines[start].strip()]
-    if start > 0 and lines[start - 1].strip() and "@" not in lines[start - 1]:
+    previous = lines[start - 1].strip() if start > 0 else ""
+    if previous and "@" not in previous and not smtp.REPLY_CODE.match(previous):
         # Lotus Notes and Domino print the reason on the line above.
         pieces.insert(0, lines[start - 1].strip())
     for line in lines[start + 1 : min(stop, start + 1 + MAX_BLOCK_LINES)]:
