@@ -153,9 +153,8 @@ def _candidates(lines: list[str], senders: set[str]) -> list[tuple[int, str, int
             if "://" in before[-60:] and " " not in before[before.rfind("://") :]:
                 continue  # part of a URL
             strength = 1
-            if _ADDRESS_START.match(line) and not before.strip(' \t<"([').lower():
-                strength = 3
-            elif _SENDMAIL_RECIPIENT.match(line):
+            starts_line = _ADDRESS_START.match(line) and not before.strip(' \t<"([').lower()
+            if starts_line or _SENDMAIL_RECIPIENT.match(line):
                 strength = 3
             elif _AFTER_NAMING_WORD.search(before[-60:]):
                 strength = 2
