@@ -107,8 +107,11 @@ def _parse(raw: bytes) -> BounceReport:
         )
     senders = _senders(headers, view.returned)
     text = "\n".join(view.report_texts)
-    prose = read_report(text, senders)
+    prose = read_report(text, senders, _addressed_to(view.returned))
     returned = view.returned or _inline_returned(prose)
+    if returned is not None and returned is not view.returned:
+        # The returned message was pasted inline: its sender is known only now.
+        prose = read_report(text, _senders(headers, returned), _addressed_to(returned))
     if returned is not view.returned:
         base = _identifiers(headers, returned, view.problems)
     records = [record for text in view.dsn_texts for record in parse_dsn(text).recipients]
@@ -300,6 +303,15 @@ def _senders(headers: Headers, returned: Headers | None) -> set[str]:
                 for _, address in addresses.find_all(value):
                     found.add(address.lower())
     return found
+
+
+def _addressed_to(returned: Headers | None) -> frozenset[str]:
+    if returned is None:
+        return frozenset()
+    values = returned.get_all("to") + returned.get_all("cc")
+    return frozenset(
+        address.lower() for value in values for _, address in addresses.find_all(value)
+    )
 
 
 def _return_addresses(headers: Headers, returned: Headers | None) -> tuple[str, ...]:
