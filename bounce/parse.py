@@ -219,7 +219,9 @@ def _from_dsn(record: DsnRecipient, prose: TextReport) -> RecipientReport:
     block = _prose_block(prose, address)
     diagnostic = record.diagnostic or block or None
     command = smtp.find_command(record.diagnostic or "") or smtp.find_command(block or "")
-    in_text = smtp.first_status(diagnostic or "", exclude=record.status)
+    in_text = smtp.reply_status(diagnostic or "") or smtp.first_status(
+        diagnostic or "", exclude=record.status
+    )
     status = smtp.prefer(record.status, in_text, smtp.reply_code(diagnostic or ""))
     return RecipientReport(
         recipient=address,
@@ -248,7 +250,11 @@ def _from_prose(item: TextRecipient, prose: TextReport) -> RecipientReport:
     diagnostic = item.diagnostic
     if not (smtp.first_status(diagnostic) or smtp.reply_code(diagnostic)) and prose.reply_lines:
         diagnostic = "\n".join([diagnostic, *prose.reply_lines]).strip()
-    status = smtp.first_status(diagnostic)
+    first = smtp.first_status(diagnostic)
+    # A relay's summary code first, the remote server's reply after it
+    # (Amazon SES: "5.1.0 - Unknown address error 550-'5.7.1 ...'").
+    quoted = smtp.reply_status(diagnostic) or smtp.first_status(diagnostic, exclude=first)
+    status = smtp.prefer(first, quoted, smtp.reply_code(diagnostic))
     return RecipientReport(
         recipient=addresses.normalise(item.address),
         action="failed",
