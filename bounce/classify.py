@@ -338,6 +338,7 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
         "recipient address rejected: invalid user",
         "recipient address rejected: access denied",
         "recipient address rejected: userunknown",
+        "recipient address rejected.",
         "mailbox unavailable",
         "mailbox is unavailable",
         "mailbox not present",
@@ -832,6 +833,8 @@ DEFINITE_USERUNKNOWN: tuple[str, ...] = (
     "destinataire invalide. invalid recipient",
     "resolver.adr.recipientnotfound",
     "recipient not found by smtp address lookup",
+    # Exchange Online's directory-based edge blocking: no such recipient.
+    "5.4.1 recipient address rejected: access denied",
 )
 
 

@@ -84,8 +84,13 @@ def parse(raw: bytes) -> BounceReport:
         return BounceReport(problems=(f"parser failed: {type(error).__name__}: {error}",))
 
 
-def _parse(raw: bytes) -> BounceReport:
-    view = _view(read_mail(raw))
+def _parse(raw: bytes, wrapped: bool = False) -> BounceReport:
+    mail = read_mail(raw)
+    inner = None if wrapped else _wrapped_bounce(mail)
+    if inner is not None:
+        # An appliance wrapped the real bounce in a message/rfc822 part.
+        return _parse(inner, wrapped=True)
+    view = _view(mail)
     headers = view.mail.headers
     base = _identifiers(headers, view.returned, view.problems)
     feedback = read_feedback(view.mail, view.report_texts, view.returned)
@@ -158,6 +163,26 @@ def _identifiers(headers: Headers, returned: Headers | None, problems: list[str]
         returned_message_id=_message_id(_header(returned, "message-id")),
         problems=tuple(problems),
     )
+
+
+def _wrapped_bounce(mail: Mail) -> bytes | None:
+    """The bytes of a delivery report forwarded as the only content of a
+    message whose own report parts say nothing (Trend Micro, some list
+    servers): the outer message has no DSN and the attached one has."""
+    has_dsn = any(part.content_type in DSN_TYPES for part in mail.parts)
+    if has_dsn:
+        return None
+    for part in mail.parts:
+        if (
+            part.content_type == "message/rfc822"
+            and b"message/delivery-status" in part.body[:65536]
+        ):
+            outer_text = "\n".join(
+                part_text(other) for other in mail.parts if other.content_type == "text/plain"
+            )
+            if not addresses.find_all(outer_text):
+                return part.body.lstrip(b"\n")
+    return None
 
 
 def _view(mail: Mail) -> View:

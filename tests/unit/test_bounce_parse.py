@@ -127,3 +127,19 @@ def test_verp_candidates_and_the_queue_item_header_come_from_the_right_places() 
     assert report.returned_message_id == "<campaign-7-42@example.com>"
     assert report.message_id == "<bounce-1@mx.example.net>"
     assert report.queue_item_id is None  # set only once VERP was verified
+
+
+def test_a_bounce_wrapped_by_an_appliance_is_read_inside() -> None:
+    inner = (FIXTURES / "lhost-postfix-31.eml").read_bytes()
+    raw = (
+        b"From: MAILER-DAEMON@gateway.example.net\n"
+        b"To: bounces@example.com\n"
+        b"Subject: Returned mail\n"
+        b'Content-Type: multipart/mixed; boundary="W"\n\n'
+        b"--W\nContent-Type: text/plain\n\n"
+        b"----- The following addresses had permanent delivery errors -----\n\n"
+        b"--W\nContent-Type: message/rfc822\n\n" + inner + b"\n--W--\n"
+    )
+    report = bounce.read(raw)
+    assert report.kind is ReportKind.HARD
+    assert report.recipient == "kijitora@gmail.com"
