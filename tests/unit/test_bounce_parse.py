@@ -150,7 +150,8 @@ def test_an_amazon_ses_complaint_mailed_by_sns_is_a_complaint() -> None:
         b"From: SES <no-reply@sns.amazonaws.com>\nTo: ops@example.com\n"
         b"Subject: AWS Notification Message\nContent-Type: text/plain; charset=UTF-8\n\n"
         b'{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"ann@exa\n'
-        b' mple.org"}],"feedbackId":"x"},"mail":{"source":"news@example.com"}}\n--\nunsubscribe: ...\n'
+        b' mple.org"}],"feedbackId":"x"},"mail":{"source":"news@example.com"}}\n'
+        b"--\nunsubscribe: ...\n"
     )
     report = bounce.read(raw)
     assert report.kind is ReportKind.COMPLAINT
