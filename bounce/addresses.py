@@ -44,12 +44,12 @@ def normalise(candidate: str | None) -> str | None:
     found = match.group(1).strip(".")
     if len(found) > 320:
         return None
-    parsed = flanker_address.parse(found, addr_spec_only=True)
-    if parsed is None:
-        # flanker refuses some addresses real mail systems print (e.g.
-        # quoted local parts with spaces): keep the literal form.
-        return _lower_domain(found)
-    return _lower_domain(str(parsed.address))
+    # flanker validates; the address is kept as the bounce wrote it (an IDN
+    # stays in the A-label form the mail systems used). flanker refuses some
+    # addresses real mail systems print (quoted local parts with spaces):
+    # those are kept too.
+    flanker_address.parse(found, addr_spec_only=True)
+    return _lower_domain(found)
 
 
 def _lower_domain(found: str) -> str:

@@ -12,6 +12,7 @@ sends ``X-Apple-Unsubscribe: true`` from the recipient's own address.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from bounce import addresses
@@ -49,9 +50,39 @@ def read_feedback(mail: Mail, report_texts: list[str], returned: Headers | None)
         # Microsoft's pre-ARF junk-mail reports (Outlook.com, Hotmail).
         recipient = addresses.normalise(returned.get("x-hmxmroriginalrecipient"))
         return Feedback("abuse", recipient or _returned_recipient(returned), "complaint")
+    ses = _ses_complaint(report_texts)
+    if ses is not None:
+        return ses
     if (mail.headers.get("x-apple-unsubscribe") or "").strip().lower() == "true":
         recipient = addresses.normalise(mail.headers.get("from"))
         return Feedback("opt-out", recipient, "unsubscribe request (X-Apple-Unsubscribe)")
+    return None
+
+
+def _ses_complaint(report_texts: list[str]) -> Feedback | None:
+    """Amazon SES complaint notifications e-mailed by SNS: a JSON object
+    with ``"notificationType": "Complaint"`` (SES developer guide,
+    "notification contents")."""
+    for text in report_texts:
+        start = text.find('{"notificationType"')
+        if start < 0:
+            continue
+        try:
+            # SNS folds long lines: a line break (and the space after it) is
+            # not part of the JSON.
+            body = text[start : start + 262144].replace("\n ", "").replace("\n", "")
+            found, _ = json.JSONDecoder().raw_decode(body)
+        except ValueError:
+            continue
+        if not isinstance(found, dict) or found.get("notificationType") != "Complaint":
+            continue
+        complaint = found.get("complaint")
+        listed = complaint.get("complainedRecipients") if isinstance(complaint, dict) else None
+        first = listed[0] if isinstance(listed, list) and listed else None
+        recipient = (
+            addresses.normalise(first.get("emailAddress")) if isinstance(first, dict) else None
+        )
+        return Feedback("abuse", recipient, "Amazon SES complaint notification")
     return None
 
 

@@ -25,6 +25,7 @@ itself is wrong.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from bounce import smtp
@@ -337,6 +338,7 @@ TEXT_PATTERNS: dict[str, tuple[str, ...]] = {
         "recipient address rejected: invalid user",
         "recipient address rejected: access denied",
         "recipient address rejected: userunknown",
+        "recipient address rejected.",
         "mailbox unavailable",
         "mailbox is unavailable",
         "mailbox not present",
@@ -831,6 +833,8 @@ DEFINITE_USERUNKNOWN: tuple[str, ...] = (
     "destinataire invalide. invalid recipient",
     "resolver.adr.recipientnotfound",
     "recipient not found by smtp address lookup",
+    # Exchange Online's directory-based edge blocking: no such recipient.
+    "5.4.1 recipient address rejected: access denied",
 )
 
 
@@ -907,34 +911,46 @@ NOT_ABOUT_RECIPIENT = frozenset({"CONN", "EHLO", "HELO", "MAIL", "STARTTLS", "AU
 
 
 def _first_pass(reason: str, ev: Evidence, coded: str) -> bool:
+    """Does ``reason`` hold? Its own rule if it has one (``_RULES``), else
+    "the code names it or the text says it"."""
+    rule = _RULES.get(reason)
+    if rule is not None:
+        return rule(ev, coded)
+    return coded == reason or says(reason, ev.diagnostic)
+
+
+def _filtered(ev: Evidence, coded: str) -> bool:
+    """A mailbox-level refusal after the content was seen (Sisimai's
+    "filtered"): a 5.2.x code or a "no such user" text that did not answer
+    a command sent before DATA."""
     text = ev.diagnostic
-    if reason == "userunknown":
-        return _user_unknown(ev, coded)
-    if reason == "filtered":
-        if coded == "filtered":
-            return says("userunknown", text) or says("filtered", text)
-        if ev.command in BEFORE_CONTENT:
-            return False
-        return says("filtered", text) or says("userunknown", text)
-    if reason == "suspend":
-        return ev.reply == "525" or says("suspend", text)
-    if reason == "norelaying":
-        return ev.command not in ("CONN", "EHLO", "HELO") and says("norelaying", text)
-    if reason == "rejected":
-        return _rejected(ev, coded)
-    if reason == "hostunknown":
-        if coded == "hostunknown":
-            return not says("networkerror", text)
-        return says("hostunknown", text)
-    if reason == "spamdetected":
-        if coded == "spamdetected":
-            return True
-        if not ev.status or ev.command in BEFORE_CONTENT:
-            return False
-        return says("spamdetected", text)
-    if reason in ("hasmoved", "mesgtoobig", "exceedlimit", "notcompliantrfc", "contenterror"):
-        return coded == reason or says(reason, text)
-    return coded == reason or says(reason, text)
+    if coded == "filtered":
+        return says("userunknown", text) or says("filtered", text)
+    if ev.command in BEFORE_CONTENT:
+        return False
+    return says("filtered", text) or says("userunknown", text)
+
+
+def _suspend(ev: Evidence, coded: str) -> bool:
+    return ev.reply == "525" or says("suspend", ev.diagnostic)  # RFC 4954 §4.7: 525
+
+
+def _no_relaying(ev: Evidence, coded: str) -> bool:
+    return ev.command not in ("CONN", "EHLO", "HELO") and says("norelaying", ev.diagnostic)
+
+
+def _host_unknown(ev: Evidence, coded: str) -> bool:
+    if coded == "hostunknown":
+        return not says("networkerror", ev.diagnostic)  # a DNS failure is not a bad domain
+    return says("hostunknown", ev.diagnostic)
+
+
+def _spam_detected(ev: Evidence, coded: str) -> bool:
+    if coded == "spamdetected":
+        return True
+    if not ev.status or ev.command in BEFORE_CONTENT:
+        return False
+    return says("spamdetected", ev.diagnostic)
 
 
 def _user_unknown(ev: Evidence, coded: str) -> bool:
@@ -974,6 +990,17 @@ def _rejected(ev: Evidence, coded: str) -> bool:
     if coded in ("", "securityerror", "systemerror"):
         return says("rejected", text)
     return False
+
+
+_RULES: dict[str, Callable[[Evidence, str], bool]] = {
+    "userunknown": _user_unknown,
+    "filtered": _filtered,
+    "suspend": _suspend,
+    "norelaying": _no_relaying,
+    "rejected": _rejected,
+    "hostunknown": _host_unknown,
+    "spamdetected": _spam_detected,
+}
 
 
 def decide_reason(ev: Evidence) -> str:
@@ -1053,7 +1080,7 @@ def implied_command(diagnostic: str) -> str | None:
 def classify_recipient(item: RecipientReport, hint: str | None = None) -> RecipientReport:
     """One recipient with its reason and kind filled in."""
     diagnostic = item.diagnostic or ""
-    kind, separator, rest = diagnostic.partition(";")
+    kind, separator, _ = diagnostic.partition(";")
     diagnostic_type = (
         kind.strip().upper() if separator and kind.strip().upper() in DIAGNOSTIC_TYPES else None
     )

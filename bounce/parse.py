@@ -84,8 +84,13 @@ def parse(raw: bytes) -> BounceReport:
         return BounceReport(problems=(f"parser failed: {type(error).__name__}: {error}",))
 
 
-def _parse(raw: bytes) -> BounceReport:
-    view = _view(read_mail(raw))
+def _parse(raw: bytes, wrapped: bool = False) -> BounceReport:
+    mail = read_mail(raw)
+    inner = None if wrapped else _wrapped_bounce(mail)
+    if inner is not None:
+        # An appliance wrapped the real bounce in a message/rfc822 part.
+        return _parse(inner, wrapped=True)
+    view = _view(mail)
     headers = view.mail.headers
     base = _identifiers(headers, view.returned, view.problems)
     feedback = read_feedback(view.mail, view.report_texts, view.returned)
@@ -107,8 +112,11 @@ def _parse(raw: bytes) -> BounceReport:
         )
     senders = _senders(headers, view.returned)
     text = "\n".join(view.report_texts)
-    prose = read_report(text, senders)
+    prose = read_report(text, senders, _addressed_to(view.returned))
     returned = view.returned or _inline_returned(prose)
+    if returned is not None and returned is not view.returned:
+        # The returned message was pasted inline: its sender is known only now.
+        prose = read_report(text, _senders(headers, returned), _addressed_to(returned))
     if returned is not view.returned:
         base = _identifiers(headers, returned, view.problems)
     records = [record for text in view.dsn_texts for record in parse_dsn(text).recipients]
@@ -155,6 +163,26 @@ def _identifiers(headers: Headers, returned: Headers | None, problems: list[str]
         returned_message_id=_message_id(_header(returned, "message-id")),
         problems=tuple(problems),
     )
+
+
+def _wrapped_bounce(mail: Mail) -> bytes | None:
+    """The bytes of a delivery report forwarded as the only content of a
+    message whose own report parts say nothing (Trend Micro, some list
+    servers): the outer message has no DSN and the attached one has."""
+    has_dsn = any(part.content_type in DSN_TYPES for part in mail.parts)
+    if has_dsn:
+        return None
+    for part in mail.parts:
+        if (
+            part.content_type == "message/rfc822"
+            and b"message/delivery-status" in part.body[:65536]
+        ):
+            outer_text = "\n".join(
+                part_text(other) for other in mail.parts if other.content_type == "text/plain"
+            )
+            if not addresses.find_all(outer_text):
+                return part.body.lstrip(b"\n")
+    return None
 
 
 def _view(mail: Mail) -> View:
@@ -216,7 +244,9 @@ def _from_dsn(record: DsnRecipient, prose: TextReport) -> RecipientReport:
     block = _prose_block(prose, address)
     diagnostic = record.diagnostic or block or None
     command = smtp.find_command(record.diagnostic or "") or smtp.find_command(block or "")
-    in_text = smtp.first_status(diagnostic or "", exclude=record.status)
+    in_text = smtp.reply_status(diagnostic or "") or smtp.first_status(
+        diagnostic or "", exclude=record.status
+    )
     status = smtp.prefer(record.status, in_text, smtp.reply_code(diagnostic or ""))
     return RecipientReport(
         recipient=address,
@@ -245,7 +275,11 @@ def _from_prose(item: TextRecipient, prose: TextReport) -> RecipientReport:
     diagnostic = item.diagnostic
     if not (smtp.first_status(diagnostic) or smtp.reply_code(diagnostic)) and prose.reply_lines:
         diagnostic = "\n".join([diagnostic, *prose.reply_lines]).strip()
-    status = smtp.first_status(diagnostic)
+    first = smtp.first_status(diagnostic)
+    # A relay's summary code first, the remote server's reply after it
+    # (Amazon SES: "5.1.0 - Unknown address error 550-'5.7.1 ...'").
+    quoted = smtp.reply_status(diagnostic) or smtp.first_status(diagnostic, exclude=first)
+    status = smtp.prefer(first, quoted, smtp.reply_code(diagnostic))
     return RecipientReport(
         recipient=addresses.normalise(item.address),
         action="failed",
@@ -300,6 +334,15 @@ def _senders(headers: Headers, returned: Headers | None) -> set[str]:
                 for _, address in addresses.find_all(value):
                     found.add(address.lower())
     return found
+
+
+def _addressed_to(returned: Headers | None) -> frozenset[str]:
+    if returned is None:
+        return frozenset()
+    values = returned.get_all("to") + returned.get_all("cc")
+    return frozenset(
+        address.lower() for value in values for _, address in addresses.find_all(value)
+    )
 
 
 def _return_addresses(headers: Headers, returned: Headers | None) -> tuple[str, ...]:

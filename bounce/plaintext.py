@@ -45,7 +45,6 @@ _RETURNED_MARKER = re.compile(
     r"|(?:the )?text of your message"
     r"|here is a copy of the first part of the message"
     r"|this is a copy of the headers"
-    r"|the original message was received"
     r")",
     re.I,
 )
@@ -109,14 +108,23 @@ def _has_status_code(line: str) -> bool:
     )
 
 
-def read_report(text: str, senders: set[str]) -> TextReport:
+def read_report(
+    text: str, senders: set[str], addressed_to: frozenset[str] = frozenset()
+) -> TextReport:
     """Recipients and their error text from a bounce written as prose.
 
     ``senders`` (lower case) are the addresses of whoever sent the returned
-    message and of the bounce's own envelope: never the failed recipient."""
+    message and of the bounce's own envelope: never the failed recipient,
+    unless the returned message was ``addressed_to`` them too."""
     report, returned = cut_returned(text[:MAX_REPORT_CHARS])
     lines = report.split("\n")
-    candidates = _candidates(lines, senders)
+    candidates = _candidates(lines, senders) or [
+        # A message sent to oneself: the sender is the failed recipient
+        # when the returned message was addressed to them.
+        candidate
+        for candidate in _candidates(lines, set())
+        if candidate[2] == 3 and candidate[1].lower() in addressed_to
+    ]
     best = max((strength for _, _, strength in candidates), default=0)
     chosen: list[tuple[int, str, int]] = []
     seen: set[str] = set()
@@ -153,9 +161,8 @@ def _candidates(lines: list[str], senders: set[str]) -> list[tuple[int, str, int
             if "://" in before[-60:] and " " not in before[before.rfind("://") :]:
                 continue  # part of a URL
             strength = 1
-            if _ADDRESS_START.match(line) and not before.strip(' \t<"([').lower():
-                strength = 3
-            elif _SENDMAIL_RECIPIENT.match(line):
+            starts_line = _ADDRESS_START.match(line) and not before.strip(' \t<"([').lower()
+            if starts_line or _SENDMAIL_RECIPIENT.match(line):
                 strength = 3
             elif _AFTER_NAMING_WORD.search(before[-60:]):
                 strength = 2

@@ -37,6 +37,21 @@ def status_codes(text: str) -> list[str]:
     return [".".join(match.groups()) for match in ENHANCED_STATUS.finditer(text)]
 
 
+# RFC 2034 §4: a server puts its enhanced code right after the reply code.
+_REPLY_WITH_STATUS = re.compile(
+    r"(?<![\w.])([245]\d\d)[ -]['\"]?([245]\.[0-7]\.\d{1,3})(?![\w]|\.\d)"
+)
+
+
+def reply_status(text: str) -> str | None:
+    """The enhanced code of the first quoted server reply (``550 5.1.1``,
+    ``550-'5.7.1``) whose class agrees with its reply code."""
+    for match in _REPLY_WITH_STATUS.finditer(text):
+        if match.group(1)[0] == match.group(2)[0]:
+            return match.group(2)
+    return None
+
+
 def first_status(text: str, exclude: str | None = None) -> str | None:
     """The first enhanced status code in ``text`` other than ``exclude``
     (or ``exclude`` itself when it is the only one)."""
