@@ -157,15 +157,17 @@ class VerpCodec:
 
 
 @lru_cache(maxsize=8)
-def _codec(local: str, domain: str, secret: str) -> VerpCodec:
+def codec_for(local: str, domain: str, secret: str) -> VerpCodec:
+    """The codec of one bounce mailbox, made once (the key derivation is the
+    costly part) and remembered."""
     return VerpCodec(local=local, domain=domain, secret=secret)
 
 
 def encode(item_id: int, *, local: str, domain: str, secret: str) -> str:
     """The VERP address of queue item ``item_id`` (see ``VerpCodec.encode``)."""
-    return _codec(local, domain, secret).encode(item_id)
+    return codec_for(local, domain, secret).encode(item_id)
 
 
 def decode(address: object, *, local: str, domain: str, secret: str) -> VerpResult:
     """What ``address`` is for this bounce mailbox (see ``VerpCodec.decode``)."""
-    return _codec(local, domain, secret).decode(address)
+    return codec_for(local, domain, secret).decode(address)

@@ -157,9 +157,8 @@ def find(session: Session, address: str) -> SuppressionEntry | None:
 
 
 def is_suppressed(session: Session, address: str) -> bool:
-    """Whether ``address`` must not be mass-mailed. An address that cannot
-    be normalised is compared lower-cased as it is (it can only match what
-    was stored the same way)."""
+    """Whether ``address`` must not be mass-mailed (never, for text that is
+    not an address: nothing of the kind is on the list)."""
     return bool(suppressed_among(session, [address]))
 
 
@@ -179,10 +178,12 @@ def suppressed_among(session: Session, addresses: Iterable[str]) -> set[str]:
 
 
 def _lookup_key(address: str) -> str:
+    """The key to look ``address`` up by; "" for one that is not an address
+    (``add`` refuses those, so none is on the list)."""
     try:
         return address_key(address)[1]
     except InvalidAddress:
-        return address.strip().lower()
+        return ""
 
 
 def suppressed_contact(contact_id: ColumnElement[int]) -> ColumnElement[bool]:
