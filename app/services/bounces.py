@@ -474,7 +474,7 @@ def process_message(
 def _default_reader() -> Callable[[bytes], BounceReport]:
     import bounce  # the parser (bounce.read = parse + classify)
 
-    reader: Callable[[bytes], BounceReport] = getattr(bounce, "read")  # noqa: B009
+    reader: Callable[[bytes], BounceReport] = bounce.read
     return reader
 
 
