@@ -556,3 +556,27 @@ def test_0008_lets_the_log_record_a_resend_and_still_checks_events(empty_app: Fl
     with db.engine.connect() as connection:
         columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
     assert "resent_at" not in columns and "attempts" in columns
+
+
+def test_0010_adds_the_bounce_tables_and_the_autoreply_event_and_takes_them_back(
+    empty_app: Flask,
+) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    seed_0004_queue()
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0009_claim_index")
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "autoreply")
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0010_suppression_and_bounces")
+    insert_log_row(2, "autoreply")
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(3, "bogus")
+    # The SQLite rebuild kept the log.
+    assert log_events() == [(1, "sent"), (2, "autoreply")]
+    db.session.commit()
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0009_claim_index")
+    assert log_events() == [(1, "sent")]
+    with db.engine.connect() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+    assert not tables & TABLES_AFTER_0009
