@@ -74,6 +74,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import bounce
 from app.clock import Clock
 from app.models import (
     BounceEvent,
@@ -453,7 +454,7 @@ def process_message(
 ) -> ProcessedMessage:
     """Record, read, match and apply one fetched message (see the module's
     rules); flushes, never commits. ``reader`` defaults to ``bounce.read``."""
-    report = (reader or _default_reader())(raw)
+    report = (reader or bounce.read)(raw)
     row = _record_message(session, raw, report.message_id, clock)
     if row is None:
         return ProcessedMessage(
@@ -469,13 +470,6 @@ def process_message(
     row.detail = result.detail[:DETAIL_TEXT_MAX_LENGTH]
     session.flush()
     return result
-
-
-def _default_reader() -> Callable[[bytes], BounceReport]:
-    import bounce  # the parser (bounce.read = parse + classify)
-
-    reader: Callable[[bytes], BounceReport] = bounce.read
-    return reader
 
 
 def _item_exists(session: Session, result: ProcessedMessage) -> bool:
