@@ -58,6 +58,7 @@ from app.services.runtime_settings import (
 )
 from app.services.snapshots import take_snapshot
 from app.services.tokens import LinkSigner
+from bounce import verp
 from config import Settings
 from tests.conftest import TEST_SECRET_KEY, add_contact
 
@@ -240,7 +241,10 @@ def test_a_built_message_carries_the_sender_profile_and_the_contacts_placeholder
     assert "sent to ann.smith@example.com" in html
     assert "Example Corp" in html and "1 Example Street, Springfield" in html  # CAN-SPAM footer
     assert message.recipient == "ann.smith@example.com"
-    assert message.envelope_from == "bounces@bounce.example.com"  # the bounce address
+    # VERP (on by default): the return path names queue item 42.
+    assert message.envelope_from == verp.encode(
+        42, local="bounces", domain="bounce.example.com", secret=TEST_SECRET_KEY
+    )
     assert message.empty_placeholders == frozenset()
 
 
@@ -297,16 +301,39 @@ def test_the_test_flag_marks_subject_and_header(
     assert parsed["X-Sluice-Queue-Item"] == "0"
 
 
-def test_the_envelope_sender_is_the_bounce_address_else_the_from_address(
+def test_the_envelope_sender_is_the_verp_address_else_the_bounce_address_else_from(
     session: Session, clock: FixedClock, setup: Setup, runtime: RuntimeSettings, settings: Settings
 ) -> None:
-    without_bounce = replace(settings, bounce_address="")
-    factory = factory_for(session, setup, runtime, without_bounce)
-    assert build(factory, setup, clock).envelope_from == "news@example.com"
-    verp = "bounces+q42@bounce.example.com"
-    assert build(factory, setup, clock, envelope_from=verp).envelope_from == verp
+    verp_on = factory_for(session, setup, runtime, settings)
+    verp_off = factory_for(session, setup, replace(runtime, verp_enabled=False), settings)
+    elsewhere = factory_for(
+        session, setup, replace(runtime, bounce_domain="returns.example.net"), settings
+    )
+    without_bounce = factory_for(session, setup, runtime, replace(settings, bounce_address=""))
+
+    assert build(verp_on, setup, clock).envelope_from == verp.encode(
+        42, local="bounces", domain="bounce.example.com", secret=TEST_SECRET_KEY
+    )
+    assert build(verp_on, setup, clock, queue_item_id=0, test=True).envelope_from == (
+        "bounces@bounce.example.com"  # a test message keeps the plain address
+    )
+    assert build(elsewhere, setup, clock).envelope_from.endswith("@returns.example.net")
+    assert build(verp_off, setup, clock).envelope_from == "bounces@bounce.example.com"
+    assert build(without_bounce, setup, clock).envelope_from == "news@example.com"
+    given = "someone+else@bounce.example.com"
+    assert build(verp_on, setup, clock, envelope_from=given).envelope_from == given
     # No bounce address, no mailto opt-out: the HTTPS URL alone.
-    assert "mailto:" not in parse(build(factory, setup, clock))["List-Unsubscribe"]
+    assert "mailto:" not in parse(build(without_bounce, setup, clock))["List-Unsubscribe"]
+
+
+def test_a_bounce_address_too_long_for_verp_stops_the_mass_email_with_the_reason(
+    session: Session, setup: Setup, runtime: RuntimeSettings, settings: Settings
+) -> None:
+    long_local = replace(settings, bounce_address="b" * 40 + "@bounce.example.com")
+
+    with pytest.raises(MessageError, match=r"too long for VERP.*switch verp_enabled off"):
+        factory_for(session, setup, runtime, long_local)
+    assert factory_for(session, setup, replace(runtime, verp_enabled=False), long_local)
 
 
 def test_a_message_is_dkim_signed_when_a_key_is_configured(

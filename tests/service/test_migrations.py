@@ -102,10 +102,24 @@ INDEXES_BEFORE_0009 = {"ix_queue_items_claimable", "ix_queue_items_claimable_gro
 INDEXES_OF_0009 = {f"ix_queue_items_claimable_{group}" for group in DomainGroup}
 
 
+def added_by_later_revisions(difference: Any) -> bool:
+    """A table (or an index of one) that a revision after 0009 creates:
+    tables are only ever added whole, so at an older revision the models'
+    new tables are simply missing."""
+    if difference[0] == "add_table":
+        return True
+    return difference[0] == "add_index" and difference[1].table.name in TABLES_AFTER_0009
+
+
+# The tables revisions after 0009 create.
+TABLES_AFTER_0009 = {"suppressions", "suppression_removals", "bounce_messages", "bounce_events"}
+
+
 def schema_differences_at_0008() -> list[Any]:
     """The schema's differences from the models at revision 0008, besides
-    the claim indexes migration 0009 changes (which must still be 0008's)."""
-    differences = schema_differences()
+    the claim indexes migration 0009 changes (which must still be 0008's)
+    and the tables later revisions add."""
+    differences = [d for d in schema_differences() if not added_by_later_revisions(d)]
     replaced = [
         difference
         for difference in differences
@@ -542,3 +556,27 @@ def test_0008_lets_the_log_record_a_resend_and_still_checks_events(empty_app: Fl
     with db.engine.connect() as connection:
         columns = {c["name"] for c in sa.inspect(connection).get_columns("queue_items")}
     assert "resent_at" not in columns and "attempts" in columns
+
+
+def test_0010_adds_the_bounce_tables_and_the_autoreply_event_and_takes_them_back(
+    empty_app: Flask,
+) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0004")
+    seed_0004_queue()
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0009_claim_index")
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(2, "autoreply")
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0010_suppression_and_bounces")
+    insert_log_row(2, "autoreply")
+    with pytest.raises(sa.exc.IntegrityError):
+        insert_log_row(3, "bogus")
+    # The SQLite rebuild kept the log.
+    assert log_events() == [(1, "sent"), (2, "autoreply")]
+    db.session.commit()
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0009_claim_index")
+    assert log_events() == [(1, "sent")]
+    with db.engine.connect() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+    assert not tables & TABLES_AFTER_0009
