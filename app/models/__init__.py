@@ -3,6 +3,7 @@ and ``Base.metadata`` see every table."""
 
 from app.models.admin import Role, RuntimeSetting, User
 from app.models.base import Base
+from app.models.bounce_mailbox import BounceMailboxCheckpoint
 from app.models.campaigns import (
     Campaign,
     CampaignTrackingUrl,
@@ -32,6 +33,7 @@ __all__ = [
     "AUDIENCE_TYPES",
     "Base",
     "BounceKind",
+    "BounceMailboxCheckpoint",
     "Campaign",
     "CampaignLogEntry",
     "CampaignLogEvent",
