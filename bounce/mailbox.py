@@ -407,7 +407,9 @@ class Mailbox:
                 failures = 0 if stats.handled + stats.again > handled_before else failures
                 failures += 1
                 if failures > max_reconnects:
-                    stats.error = f"connection lost {failures} times in a row: {server_text(error)}"
+                    stats.error = (
+                        f"connection lost {failures} time(s) in a row: {server_text(error)}"
+                    )
                     return stats
                 delay = min(backoff_max, backoff_base * 2 ** (failures - 1))
                 log.warning(

@@ -1,7 +1,8 @@
 """A TCP proxy for tests that cuts connections: between a client and a real
 server, it forwards bytes both ways and, for the connections told to, drops
 the connection after the server has sent a given number of bytes (a server
-that crashes or a network that fails mid-transfer).
+that crashes or a network that fails mid-transfer); ``sever`` cuts every
+open connection at a moment the test chooses.
 
 ``cuts`` is a list of byte budgets used first-in first-out, one per new
 connection; connections after the list runs out pass everything through.
@@ -36,6 +37,13 @@ class CuttingProxy:
         self.port = listener.getsockname()[1]
         self._listener = listener
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def sever(self) -> None:
+        """Cut every connection open now (new ones still pass)."""
+        with self._lock:
+            open_sockets, self._sockets = self._sockets, []
+        for sock in open_sockets:
+            _close(sock)
 
     def stop(self) -> None:
         if self._listener is not None:

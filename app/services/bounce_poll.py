@@ -133,7 +133,6 @@ def poll_bounces(
         max_message_bytes=options.max_message_bytes,
     )
     writer = _CheckpointWriter(session, url.key, runner, clock)
-    stats = PollStats(start)
     try:
         stats = mailbox.poll(
             lambda message, checkpoint: writer.apply(handler, message, checkpoint),
@@ -142,8 +141,12 @@ def poll_bounces(
             sleeper=options.sleeper,
             max_reconnects=options.max_reconnects,
         )
-    finally:
-        writer.finish(stats)
+    except BaseException:
+        # Interrupted (Ctrl-C, a bug): what was committed stays; the lease
+        # is given back so the next poll need not wait for it to run out.
+        writer.release()
+        raise
+    writer.finish(stats)
     if stats.error:
         log.warning("bounce poll of %s ended early: %s", url.key, stats.error)
     return PollResult(url.key, stats)
@@ -229,6 +232,23 @@ class _CheckpointWriter:
         problem = stats.error or (stats.errors[-1] if stats.errors else "")
         self._store(stats.checkpoint, error=problem, finished=True)
         self.session.commit()
+
+    def release(self) -> None:
+        """Give the lease back, touching nothing else (best effort: the
+        lease runs out on its own anyway)."""
+        try:
+            self.session.rollback()
+            self.session.execute(
+                update(BounceMailboxCheckpoint)
+                .where(
+                    BounceMailboxCheckpoint.mailbox == self.key,
+                    BounceMailboxCheckpoint.locked_by == self.runner,
+                )
+                .values(locked_by=None, locked_until=None)
+            )
+            self.session.commit()
+        except Exception:
+            log.warning("could not release the lease of %s", self.key, exc_info=True)
 
     def _store(
         self, checkpoint: Checkpoint, *, error: str | None = None, finished: bool = False

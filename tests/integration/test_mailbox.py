@@ -298,7 +298,7 @@ def test_a_server_that_stays_away_ends_the_poll_after_bounded_back_off(
     stats = Store().poll(Mailbox(url, timeout=5), sleeper=sleeps, max_reconnects=4)
 
     assert sleeps == [1.0, 2.0, 4.0, 8.0]
-    assert stats.error.startswith("connection lost 5 times in a row")
+    assert stats.error.startswith("connection lost 5 time(s) in a row")
 
 
 def test_a_refused_login_is_not_retried(dovecot: DovecotServer, user: str) -> None:
