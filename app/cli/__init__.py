@@ -24,6 +24,7 @@ def _create_app() -> Flask:
 
 
 def build_cli() -> click.Group:
+    from app.cli.bounces import bounces_group
     from app.cli.campaigns import campaigns_group
     from app.cli.contacts import contacts_group
     from app.cli.core import demo_command, init_command, run_command, settings_group, web_command
@@ -49,6 +50,7 @@ def build_cli() -> click.Group:
         status_command,
         worker_command,
         jobs_command,
+        bounces_group,
         migrations_group,
     ):
         cli.add_command(command)
