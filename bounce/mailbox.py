@@ -46,6 +46,7 @@ from __future__ import annotations
 import enum
 import imaplib
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -216,8 +217,11 @@ def is_connection_loss(error: BaseException) -> bool:
 
 
 def server_text(error: BaseException) -> str:
-    """The server's own words (or the socket's), for logs and the admin."""
+    """The server's own words (or the socket's), for logs and the admin.
+    IMAPClient passes server replies as bytes: ``b'[AUTHENTICATIONFAILED]
+    …'`` is shown as the server wrote it."""
     text = str(error).strip() or type(error).__name__
+    text = re.sub(r"""\bb(['"])(.*?)\1""", r"\2", text)
     return " ".join(text.split())[:1000]
 
 

@@ -14,7 +14,7 @@ from app import app_settings
 from app.clock import Clock
 from app.context import app_bounce_handler
 from app.services.bounce_poll import poll_bounces
-from bounce.mailbox import MailboxConfigError
+from bounce.mailbox import MailboxConfigError, parse_imap_url
 from jobs.recording import JobContext, Outcome
 
 JOB_ID = "bounce-poll"
@@ -26,6 +26,7 @@ def run(context: JobContext, session: Session, clock: Clock) -> Outcome:
     if not imap_url:
         return Outcome(INACTIVE)
     try:
+        parse_imap_url(imap_url)  # a bad URL is told before anything else
         result = poll_bounces(
             session,
             imap_url,

@@ -11,7 +11,7 @@ from app import app_settings
 from app.context import app_bounce_handler, app_clock, runner_id
 from app.extensions import current_session
 from app.services import bounce_poll
-from bounce.mailbox import MailboxConfigError
+from bounce.mailbox import MailboxConfigError, parse_imap_url
 
 IMAP_URL_EXAMPLE = "imaps://bounces:PASSWORD@imap.example.com/INBOX"
 
@@ -44,6 +44,7 @@ def poll_command(once: bool) -> None:
     imap_url = _imap_url()
     clock = app_clock(current_app)
     try:
+        parse_imap_url(imap_url)  # a bad URL is told before anything else
         result = bounce_poll.poll_bounces(
             current_session(),
             imap_url,

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner, Result
 from flask import Flask
+from flask.cli import ScriptInfo
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app import app_settings
+from app.cli import build_cli
 from app.clock import FixedClock
 from app.models import BounceMailboxCheckpoint, JobRun, JobRunOutcome
 from app.services import bounce_poll
@@ -271,3 +275,56 @@ def test_test_connection_reports_the_folder(dovecot: DovecotServer, user: str) -
     dovecot.append(user, [message(1)])
     report = bounce_poll.test_connection(dovecot.url(user))
     assert (report.ok, report.message_count) == (True, 1)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def run_cli(app: Flask, *args: str, imap_url: str) -> Result:
+    app.config["SLUICE_SETTINGS"] = replace(app_settings(app), imap_url=imap_url)
+    return CliRunner().invoke(build_cli(), list(args), obj=ScriptInfo(create_app=lambda: app))
+
+
+def test_cli_test_connection_prints_what_the_server_said(
+    app: Flask, dovecot: DovecotServer, user: str
+) -> None:
+    dovecot.append(user, [message(1), message(2)])
+
+    result = run_cli(app, "bounces", "test-connection", imap_url=dovecot.url(user))
+
+    assert result.exit_code == 0, result.output
+    assert "Greeting: * OK" in result.output and "Dovecot" in result.output
+    assert "Connection: plain text (local server)" in result.output
+    assert "Login: accepted" in result.output
+    assert "Folder INBOX: 2 message(s)" in result.output
+    assert "secret" not in result.output
+
+
+def test_cli_test_connection_fails_with_the_servers_words(
+    app: Flask, dovecot: DovecotServer, user: str
+) -> None:
+    url = f"imap://{user}:wrong@127.0.0.1:{dovecot.port}/INBOX"
+
+    result = run_cli(app, "bounces", "test-connection", imap_url=url)
+
+    assert result.exit_code == 1
+    assert "Failed at login: [AUTHENTICATIONFAILED] Authentication failed." in result.output
+    assert "the connection test failed at the login step" in result.output
+
+
+@pytest.mark.parametrize("args", [["poll", "--once"], ["test-connection"]])
+def test_cli_without_a_mailbox_says_which_setting_is_missing(app: Flask, args: list[str]) -> None:
+    result = run_cli(app, "bounces", *args, imap_url="")
+    assert result.exit_code == 1
+    assert "no bounce mailbox is configured: set SLUICE_IMAP_URL" in result.output
+
+
+def test_cli_poll_needs_once(app: Flask) -> None:
+    result = run_cli(app, "bounces", "poll", imap_url="imap://u:p@127.0.0.1/INBOX")
+    assert result.exit_code == 2 and "needs --once" in result.output
+
+
+def test_cli_poll_refuses_a_malformed_url(app: Flask) -> None:
+    result = run_cli(app, "bounces", "poll", "--once", imap_url="pop3://u:p@host/INBOX")
+    assert result.exit_code == 1
+    assert "SLUICE_IMAP_URL: the IMAP URL must start with imaps:// or imap://" in result.output
