@@ -1,73 +1,88 @@
-"""``sluice bounces poll --once`` and ``sluice bounces test-connection``: the
-bounce mailbox from the command line (cron, operators)."""
+"""``sluice bounces``: the bounce pipeline from the command line.
+
+``classify FILE...`` reads returned messages from files and prints what
+``bounce.read`` makes of each: no database, no settings, no Flask app (the
+command is also served before the app is built, see ``app.cli.main``).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import click
-from flask import current_app
-from flask.cli import with_appcontext
 
-from app import app_settings
-from app.context import app_bounce_handler, app_clock, runner_id
-from app.extensions import current_session
-from app.services import bounce_poll
-from bounce.mailbox import MailboxConfigError, parse_imap_url
+import bounce
+from bounce.report import BounceReport
 
-IMAP_URL_EXAMPLE = "imaps://bounces:PASSWORD@imap.example.com/INBOX"
+# Bounces are small; a file larger than this is read only in part
+# (bounce.mime reads the first MAX_BYTES of a message anyway).
+READ_LIMIT = 16 * 1024 * 1024
 
 
-@click.group("bounces")
+@click.group("bounces", help="Returned messages: classify files, poll the bounce mailbox, test it.")
 def bounces_group() -> None:
-    """Bounces: the bounce mailbox and what it holds."""
+    """The ``bounces`` command group."""
 
 
-def _imap_url() -> str:
-    imap_url = app_settings(current_app).imap_url
-    if not imap_url:
-        raise click.ClickException(
-            f"no bounce mailbox is configured: set SLUICE_IMAP_URL (e.g. {IMAP_URL_EXAMPLE})"
-        )
-    return imap_url
+def result_object(
+    path: str, report: BounceReport | None, error: str | None = None
+) -> dict[str, Any]:
+    """The JSON line of one file (issue 7's field list, plus ``error``
+    when the file could not be read)."""
+    found: dict[str, Any] = {
+        "file": path,
+        "is_bounce": bool(report and report.is_bounce),
+        "kind": report.kind.value if report and report.kind else None,
+        "reason": report.reason if report else None,
+        "recipient": report.recipient if report else None,
+        "status": report.status if report else None,
+        "diagnostic": report.diagnostic if report else None,
+        "queue_item_id": report.queue_item_id if report else None,
+    }
+    if error:
+        found["error"] = error
+    return found
 
 
-@bounces_group.command("poll")
-@click.option("--once", is_flag=True, help="Poll once and exit (for cron).")
-@with_appcontext
-def poll_command(once: bool) -> None:
-    """Read the bounce mailbox once: apply each new message, then move it to
-    Processed (or Unparsed). Exits non-zero when the poll ended early."""
-    if not once:
-        raise click.UsageError(
-            "`sluice bounces poll` polls once and needs --once; `sluice worker` polls "
-            "on its own every bounce_poll_interval_seconds"
-        )
-    imap_url = _imap_url()
-    clock = app_clock(current_app)
+def classify_file(path: str) -> dict[str, Any]:
+    """Read and classify one file; an unreadable file is a result too."""
     try:
-        parse_imap_url(imap_url)  # a bad URL is told before anything else
-        result = bounce_poll.poll_bounces(
-            current_session(),
-            imap_url,
-            app_bounce_handler(current_app, clock),
-            clock=clock,
-            runner=runner_id(),
-        )
-    except MailboxConfigError as error:
-        raise click.ClickException(f"SLUICE_IMAP_URL: {error}") from None
-    click.echo(result.describe())
-    for problem in result.stats.errors if result.stats else []:
-        click.echo(f"  kept in Unparsed: {problem}")
-    if result.error:
-        raise click.ClickException(f"the poll ended early: {result.error}")
+        with Path(path).open("rb") as handle:
+            raw = handle.read(READ_LIMIT)
+    except OSError as error:
+        return result_object(path, None, error=f"cannot read: {error.strerror or error}")
+    return result_object(path, bounce.read(raw))
 
 
-@bounces_group.command("test-connection")
-@with_appcontext
-def test_connection_command() -> None:
-    """Connect to the bounce mailbox, log in and look at the folder, changing
-    nothing; prints what the server said. Exits non-zero on a failure."""
-    report = bounce_poll.test_connection(_imap_url())
-    for line in report.lines():
-        click.echo(line)
-    if not report.ok:
-        raise click.ClickException(f"the connection test failed at the {report.failed_step} step")
+def readable_line(found: dict[str, Any]) -> str:
+    """One line per file for a person."""
+    if found.get("error"):
+        return f"{found['file']}: {found['error']}"
+    kind = found["kind"] or ("bounce" if found["is_bounce"] else "not a bounce")
+    details = [
+        value
+        for value in (found["reason"], found["recipient"], found["status"])
+        if value and value != kind
+    ]
+    line = f"{found['file']}: {kind}"
+    if details:
+        line += " (" + ", ".join(details) + ")"
+    if found["diagnostic"]:
+        line += f": {found['diagnostic'][:160]}"
+    return line
+
+
+@bounces_group.command("classify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, in input order.")
+def classify_command(files: tuple[str, ...], as_json: bool) -> None:
+    """Classify returned messages: hard or soft bounce, complaint,
+    auto-reply, or not a bounce. Needs no database."""
+    for path in files:
+        found = classify_file(path)
+        if as_json:
+            click.echo(json.dumps(found, ensure_ascii=False))
+        else:
+            click.echo(readable_line(found))
