@@ -173,22 +173,24 @@ def test_the_checkpoint_carries_from_one_poll_to_the_next(
 def test_a_poller_killed_between_commit_and_move_moves_it_next_time_counted_once(
     dovecot: DovecotServer, user: str
 ) -> None:
-    dovecot.append(user, [message(n) for n in range(1, 5)])
-    store = Store(die_after_commit_at=2)
+    dovecot.append(user, [message(n) for n in range(1, 6)])
+    store = Store(die_after_commit_at=4)
 
     with pytest.raises(SystemExit):
-        store.poll(mailbox_for(dovecot, user))
+        store.poll(mailbox_for(dovecot, user, batch_size=3))
 
-    # Message 2's result is committed (with the checkpoint), but it was not moved.
-    assert store.checkpoint.last_uid == 2
-    assert numbers(dovecot.bodies(user, "INBOX")) == [2, 3, 4]
+    # The first batch was moved; messages 4's result is committed (with the
+    # checkpoint), but its batch was not moved.
+    assert store.checkpoint.last_uid == 4
+    assert numbers(dovecot.bodies(user, "Processed")) == [1, 2, 3]
+    assert numbers(dovecot.bodies(user, "INBOX")) == [4, 5]
 
-    stats = store.poll(mailbox_for(dovecot, user))
+    stats = store.poll(mailbox_for(dovecot, user, batch_size=3))
 
-    assert stats.again == 1  # message 2, handed over again to learn its folder
-    assert len(store.counted) == 4
+    assert stats.again == 1  # message 4, handed over again to learn its folder
+    assert len(store.counted) == 5
     assert dovecot.contents(user, "INBOX") == {}
-    assert numbers(dovecot.bodies(user, "Processed")) == [1, 2, 3, 4]  # one copy each
+    assert numbers(dovecot.bodies(user, "Processed")) == [1, 2, 3, 4, 5]  # one copy each
 
 
 def test_one_bad_message_never_stops_the_batch(dovecot: DovecotServer, user: str) -> None:
