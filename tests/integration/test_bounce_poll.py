@@ -11,9 +11,13 @@ else) and, like the real one, counts a message seen twice once.
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -330,3 +334,66 @@ def test_cli_poll_refuses_a_malformed_url(app: Flask) -> None:
     result = run_cli(app, "bounces", "poll", "--once", imap_url="pop3://u:p@host/INBOX")
     assert result.exit_code == 1
     assert "SLUICE_IMAP_URL: the IMAP URL must start with imaps:// or imap://" in result.output
+
+
+# ---------------------------------------------------------------- a real kill
+
+
+def test_a_poller_process_killed_mid_poll_loses_nothing_and_counts_nothing_twice(
+    poll: PollRunner,
+    session: Session,
+    clock: FixedClock,
+    database_url: str,
+    dovecot: DovecotServer,
+    user: str,
+    tmp_path: Path,
+) -> None:
+    dovecot.append(user, [message(n) for n in range(1, 13)])
+    session.commit()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.bounce_poll_process",
+            database_url,
+            dovecot.url(user),
+            str(tmp_path / "killed-instance"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        # Commits: 1 is the lease; 2-6 the first batch, then 7 and 8 are the
+        # second batch's first two messages, committed and not yet moved.
+        for line in process.stdout:
+            if line.strip() == "committed 8":
+                break
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+
+    # Normally 1-7 committed and 1-5 moved; on a slow machine the kill may
+    # land later, so the test holds for any moment.
+    committed = counted(session)
+    assert committed == list(range(1, len(committed) + 1)) and len(committed) >= 7
+    moved, waiting = (
+        numbers(dovecot.bodies(user, "Processed")),
+        numbers(dovecot.bodies(user, "INBOX")),
+    )
+    assert sorted(moved + waiting) == list(range(1, 13))  # nothing lost
+    assert set(moved) <= set(committed)  # nothing moved before its commit
+    assert checkpoint_row(session).last_uid == len(committed)
+    if len(committed) < 12:
+        assert checkpoint_row(session).locked_by == "killed-runner"  # died holding the lease
+
+    clock.advance(datetime.now(UTC) + LEASE + timedelta(seconds=1) - clock.now())
+    result = poll(batch_size=5)
+
+    assert result.error == ""
+    assert result.stats is not None
+    assert result.stats.again == len(set(waiting) & set(committed))  # moved now, not counted
+    assert counted(session) == list(range(1, 13))  # each once
+    assert dovecot.contents(user, "INBOX") == {}
+    assert numbers(dovecot.bodies(user, "Processed")) == list(range(1, 13))
