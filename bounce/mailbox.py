@@ -161,7 +161,8 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class FetchedMessage:
-    """One message as read. ``raw`` is empty when it was too large to read."""
+    """One message as read. ``raw`` is empty when it was too large to read
+    (``size`` over the mailbox's ``max_message_bytes``)."""
 
     uid: int
     raw: bytes
@@ -491,7 +492,7 @@ class Mailbox:
         stats: PollStats,
     ) -> Folder | None:
         """The handler's folder; None when it failed (→ Unparsed, recorded)."""
-        if not message.raw:
+        if message.size > self.max_message_bytes:
             problem = (
                 f"message UID {message.uid} is {message.size} bytes, over the limit of "
                 f"{self.max_message_bytes}: not read"
