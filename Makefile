@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests and benchmarks need; installed by `make test` only
 # when missing. postfix: only its smtp-sink binary (bench/dispatch.py's peer).
-DEBIAN_PACKAGES := spamassassin postfix
+DEBIAN_PACKAGES := spamassassin postfix dovecot-imapd
 
 .PHONY: run test lint typecheck unit install install-dev system-packages
 

@@ -1,5 +1,6 @@
 """What jobs and commands take from the Flask app to call the dispatcher
-services: the clock, the message configuration and the SMTP transport.
+and bounce services: the clock, the message configuration, the SMTP
+transport and the bounce message handler.
 
 Kept out of ``app/services`` (which never see Flask) and shared by the CLI
 and the job runner so both send exactly the same way.
@@ -16,6 +17,7 @@ from flask import Flask
 from app import app_dkim_key, app_settings
 from app.clock import Clock, SystemClock
 from app.models.queue import RUNNER_ID_MAX_LENGTH
+from app.services.bounce_poll import MessageHandler
 from app.services.dispatch_send import MessageConfig
 from app.services.transport import SmtpTransport, Transport, parse_smtp_url
 from app.services.transport_pool import TransportFactory
@@ -55,6 +57,15 @@ def app_transport_factory(app: Flask) -> TransportFactory:
         return SmtpTransport(smtp)
 
     return transport_factory
+
+
+def app_bounce_handler(app: Flask, clock: Clock) -> MessageHandler:
+    """What the bounce poller applies each message with: the bounce
+    service's ``process_message`` bound to this app's clock, secret key
+    and settings."""
+    raise NotImplementedError(
+        "the bounce service (app.services.bounces.process_message) is not in this build yet"
+    )
 
 
 def runner_id() -> str:

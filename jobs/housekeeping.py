@@ -1,6 +1,6 @@
 """``housekeeping``: expired claim leases → interrupted, runs of dead
-runners closed, old runs pruned, and a changed tick interval applied to
-this runner's schedule. Its runs are also the heartbeat of an otherwise
+runners closed, old runs pruned, and changed intervals applied to this
+runner's schedule. Its runs are also the heartbeat of an otherwise
 idle runner (``jobs.recording``)."""
 
 from __future__ import annotations
@@ -28,5 +28,5 @@ def run(context: JobContext, session: Session, clock: Clock) -> Outcome:
     if pruned:
         parts.append(f"{pruned} old run record(s) deleted")
     if rescheduled:
-        parts.append(f"new tick interval applied to {', '.join(rescheduled)}")
+        parts.append(f"new interval applied to {', '.join(rescheduled)}")
     return Outcome("; ".join(parts))

@@ -5,10 +5,11 @@ Rules:
 - **Stable ids.** Each job is scheduled under the id of ``JOBS``; the run
   records, ``sluice jobs`` and the jobs page use the same ids.
 - **Intervals.** ``activate-due`` and ``dispatch`` run every
-  ``tick_interval_seconds`` (a runtime setting); housekeeping every
+  ``tick_interval_seconds`` (a runtime setting); ``bounce-poll`` every
+  ``bounce_poll_interval_seconds``; housekeeping every
   ``HOUSEKEEPING_SECONDS``, which is also the heartbeat. Housekeeping
-  applies a changed tick interval, so an administrator's change reaches
-  every runner within that time, without a restart.
+  applies a changed interval, so an administrator's change reaches every
+  runner within that time, without a restart.
 - **Every job runs once at start**, then on its interval.
 - **One run at a time** (``max_instances=1``): a tick longer than the
   interval is not overlapped by the next one in the same process; between
@@ -37,7 +38,7 @@ from app.context import app_clock, runner_id
 from app.extensions import current_session
 from app.services import job_runs
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
-from jobs import activate_due, dispatch, housekeeping
+from jobs import activate_due, bounce_poll, dispatch, housekeeping
 from jobs.recording import JobContext, Work, run_recorded
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,12 @@ JOBS: tuple[JobSpec, ...] = (
         housekeeping.run,
         "heartbeat, expired leases, old run records",
         lambda runtime: HOUSEKEEPING_SECONDS,
+    ),
+    JobSpec(
+        bounce_poll.JOB_ID,
+        bounce_poll.run,
+        "read the bounce mailbox and apply what it holds",
+        lambda runtime: runtime.bounce_poll_interval_seconds,
     ),
 )
 JOB_IDS = tuple(spec.id for spec in JOBS)

@@ -38,6 +38,7 @@ from app.services.runtime_settings import (
     seed_runtime_settings,
 )
 from config import load_settings
+from tests.dovecot import DovecotServer, find_dovecot, start_dovecot
 
 REQUIRE_SERVICES = os.environ.get("SLUICE_REQUIRE_SERVICES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -213,3 +214,28 @@ def clock() -> FixedClock:
 def add_contact(session: Session, clock: FixedClock, email: str, **values: Any) -> Contact:
     """A contact saved through the service (flushed, not committed)."""
     return save_contact(session, ContactInput(email=email, **values), clock).contact
+
+
+def _dovecot(**options: Any) -> Iterator[DovecotServer]:
+    executable = find_dovecot()
+    if executable is None:
+        service_missing("dovecot is not installed (Debian package dovecot-imapd)")
+        return
+    server = start_dovecot(executable, **options)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """A real IMAP server (Dovecot) for the session, plain text on
+    127.0.0.1; each test takes a user of its own (``new_user``)."""
+    yield from _dovecot()
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[DovecotServer]:
+    """Dovecot with a self-signed certificate: STARTTLS and implicit TLS."""
+    yield from _dovecot(tls=True)

@@ -35,6 +35,7 @@ def build_cli() -> click.Group:
     from flask.cli import AppGroup
     from flask_migrate.cli import db as migrations_group
 
+    from app.cli.bounce_mailbox import poll_command, test_connection_command
     from app.cli.bounces import bounces_group
     from app.cli.campaigns import campaigns_group
     from app.cli.contacts import contacts_group
@@ -45,6 +46,8 @@ def build_cli() -> click.Group:
     from app.cli.suppression import suppression_group
     from app.cli.worker import jobs_command, worker_command
 
+    bounces_group.add_command(poll_command)
+    bounces_group.add_command(test_connection_command)
     cli = AppGroup("sluice", help="Sluice: a self-hosted mass-email campaign engine.")
     for command in (
         init_command,

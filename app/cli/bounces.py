@@ -21,7 +21,7 @@ from bounce.report import BounceReport
 READ_LIMIT = 16 * 1024 * 1024
 
 
-@click.group("bounces", help="Returned messages: classify files (and, later, poll the mailbox).")
+@click.group("bounces", help="Returned messages: classify files, poll the bounce mailbox, test it.")
 def bounces_group() -> None:
     """The ``bounces`` command group."""
 

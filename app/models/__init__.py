@@ -3,6 +3,7 @@ and ``Base.metadata`` see every table."""
 
 from app.models.admin import Role, RuntimeSetting, User
 from app.models.base import Base
+from app.models.bounce_mailbox import BounceMailboxCheckpoint
 from app.models.bounces import (
     BounceEvent,
     BounceMessage,
@@ -42,6 +43,7 @@ __all__ = [
     "BounceEvent",
     "BounceKind",
     "BounceMessage",
+    "BounceMailboxCheckpoint",
     "Campaign",
     "CampaignLogEntry",
     "CampaignLogEvent",

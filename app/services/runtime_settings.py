@@ -59,6 +59,8 @@ class RuntimeSettings:
     pace_other_per_hour: int
     pace_other_connections: int
     throttle_seconds: int
+    # How often the bounce-poll job reads the bounce mailbox.
+    bounce_poll_interval_seconds: int
 
     def group_hourly_cap(self, group: DomainGroup) -> int:
         """The group's hourly cap; 0 when only the global quota applies."""
@@ -223,6 +225,11 @@ SPECS: dict[str, SettingSpec] = {
     # repeats up to app.services.pacing.MAX_THROTTLE.
     "throttle_seconds": SettingSpec(
         _whole_number(60, 14_400), lambda s: 900, "Domain throttle after a rate limit (seconds)"
+    ),
+    # Issue 7: every 5 minutes by default; at least 30 s (a poll reconnects
+    # with back-off inside its run), at most a day.
+    "bounce_poll_interval_seconds": SettingSpec(
+        _whole_number(30, 86_400), lambda s: 300, "Bounce mailbox poll interval (seconds)"
     ),
 }
 

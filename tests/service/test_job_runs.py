@@ -17,7 +17,7 @@ from app.context import CLOCK_CONFIG_KEY
 from app.models import JobRun, JobRunOutcome, Runner
 from app.services import job_runs
 from app.services.runtime_settings import RuntimeSettings, update_runtime_settings
-from jobs import dispatch, housekeeping
+from jobs import bounce_poll, dispatch, housekeeping
 from jobs.recording import JobContext, Outcome, run_recorded
 from jobs.scheduler import HOUSEKEEPING_SECONDS, JOB_IDS, JobRunner, JobSpec
 from tests.waiting import wait_until
@@ -153,11 +153,13 @@ def test_every_job_is_scheduled_under_its_stable_id_one_at_a_time(
     runner: JobRunner, runtime: RuntimeSettings
 ) -> None:
     jobs = {job.id: job for job in runner.scheduler.get_jobs()}
-    assert tuple(jobs) == JOB_IDS == ("activate-due", "dispatch", "housekeeping")
+    assert tuple(jobs) == JOB_IDS == ("activate-due", "dispatch", "housekeeping", "bounce-poll")
+    intervals = {
+        "housekeeping": HOUSEKEEPING_SECONDS,
+        "bounce-poll": runtime.bounce_poll_interval_seconds,
+    }
     for job_id, job in jobs.items():
-        seconds = (
-            HOUSEKEEPING_SECONDS if job_id == "housekeeping" else runtime.tick_interval_seconds
-        )
+        seconds = intervals.get(job_id, runtime.tick_interval_seconds)
         assert job.trigger.interval == timedelta(seconds=seconds)
         assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, seconds)
 
@@ -178,11 +180,39 @@ def test_housekeeping_applies_a_changed_tick_interval_and_beats(
     session.expire_all()
     first, second = session.scalars(select(JobRun).order_by(JobRun.id)).all()
     assert first.outcome == second.outcome == JobRunOutcome.OK
-    assert "new tick interval applied to activate-due, dispatch" in first.result
-    assert "tick interval" not in second.result  # already applied
+    assert "new interval applied to activate-due, dispatch" in first.result
+    assert "interval" not in second.result  # already applied
     beat = session.get(Runner, "test-runner")
     assert beat is not None and beat.heartbeat_at == clock.now()
     assert set(beat.schedule) == set(JOB_IDS)
+
+
+def test_housekeeping_applies_a_changed_bounce_poll_interval(
+    runner: JobRunner, session: Session, clock: FixedClock
+) -> None:
+    update_runtime_settings(session, {"bounce_poll_interval_seconds": 60}, clock)
+    session.commit()
+
+    run_recorded(runner.context, housekeeping.JOB_ID, housekeeping.run)
+
+    jobs = {job.id: job for job in runner.scheduler.get_jobs()}
+    assert jobs["bounce-poll"].trigger.interval == timedelta(seconds=60)
+    assert jobs["bounce-poll"].misfire_grace_time == 60
+    assert jobs["dispatch"].trigger.interval == timedelta(seconds=60)  # the tick, unchanged
+    session.expire_all()
+    run = session.scalars(select(JobRun)).one()
+    assert "new interval applied to bounce-poll" in run.result
+
+
+def test_bounce_poll_is_inactive_without_a_mailbox_and_says_so(
+    runner: JobRunner, session: Session
+) -> None:
+    run_recorded(runner.context, bounce_poll.JOB_ID, bounce_poll.run)
+
+    session.expire_all()
+    run = session.scalars(select(JobRun)).one()
+    assert (run.job_id, run.outcome, run.error) == ("bounce-poll", JobRunOutcome.OK, "")
+    assert run.result == "inactive: no bounce mailbox configured (set SLUICE_IMAP_URL)"
 
 
 def test_a_failing_run_is_recorded_with_its_error_and_the_runner_goes_on(

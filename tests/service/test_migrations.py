@@ -112,7 +112,13 @@ def added_by_later_revisions(difference: Any) -> bool:
 
 
 # The tables revisions after 0009 create.
-TABLES_AFTER_0009 = {"suppressions", "suppression_removals", "bounce_messages", "bounce_events"}
+TABLES_AFTER_0009 = {
+    "suppressions",
+    "suppression_removals",
+    "bounce_messages",
+    "bounce_events",
+    "bounce_mailbox_checkpoints",
+}
 
 
 def schema_differences_at_0008() -> list[Any]:

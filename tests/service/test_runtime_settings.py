@@ -53,6 +53,7 @@ def test_seeding_takes_the_config_defaults(app: Flask, session: Session, clock: 
     # rate-limit reply always throttles its group, first for 15 minutes.
     assert [getattr(current, key) for key in PACING_KEYS if key != "throttle_seconds"] == [0] * 8
     assert current.throttle_seconds == 900
+    assert current.bounce_poll_interval_seconds == 300  # issue 7: every 5 minutes
 
 
 def test_seeding_again_keeps_admin_changes(
@@ -129,6 +130,7 @@ def test_a_pacing_cap_left_empty_means_no_cap_of_its_own(
         ("pace_yahoo_connections", 0, 32),
         ("pace_other_per_hour", 0, 10_000_000),
         ("throttle_seconds", 60, 14_400),
+        ("bounce_poll_interval_seconds", 30, 86_400),
         ("max_attempts", 1, 50),
         ("smtp_connections", 1, 32),
         ("lease_seconds", 30, 3600),
@@ -208,6 +210,8 @@ HOSTILE_VALUES: list[tuple[str, object]] = [
     ("throttle_seconds", 59),
     ("throttle_seconds", 14_401),
     ("throttle_seconds", ""),
+    ("bounce_poll_interval_seconds", 29),
+    ("bounce_poll_interval_seconds", 86_401),
     ("bounce_domain", "localhost"),
     ("bounce_domain", "bounce example.com"),
     ("not_a_setting", 1),
