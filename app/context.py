@@ -13,11 +13,13 @@ import socket
 import uuid
 
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from app import app_dkim_key, app_settings
 from app.clock import Clock, SystemClock
 from app.models.queue import RUNNER_ID_MAX_LENGTH
 from app.services.bounce_poll import MessageHandler
+from app.services.bounces import ProcessedMessage, process_message
 from app.services.dispatch_send import MessageConfig
 from app.services.transport import SmtpTransport, Transport, parse_smtp_url
 from app.services.transport_pool import TransportFactory
@@ -63,9 +65,13 @@ def app_bounce_handler(app: Flask, clock: Clock) -> MessageHandler:
     """What the bounce poller applies each message with: the bounce
     service's ``process_message`` bound to this app's clock, secret key
     and settings."""
-    raise NotImplementedError(
-        "the bounce service (app.services.bounces.process_message) is not in this build yet"
-    )
+    secret_key = str(app.config["SECRET_KEY"])
+    settings = app_settings(app)
+
+    def handle(session: Session, raw: bytes) -> ProcessedMessage:
+        return process_message(session, raw, clock=clock, secret_key=secret_key, settings=settings)
+
+    return handle
 
 
 def runner_id() -> str:
