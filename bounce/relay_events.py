@@ -127,8 +127,8 @@ def _header(headers: object, name: str) -> str | None:
         for key, value in headers.items():
             if isinstance(key, str) and key.lower() == wanted:
                 return _text(value, 1000)
-    for entry in _items(headers):
-        entry = _mapping(entry)
+    for item in _items(headers):
+        entry = _mapping(item)
         key = entry.get("name") or entry.get("Name")
         if isinstance(key, str) and key.lower() == wanted:
             return _text(entry.get("value", entry.get("Value")), 1000)
@@ -189,8 +189,8 @@ def _read_ses(record: Mapping[str, object], batch: RelayBatch) -> None:
         bounce_type = _text(bounce.get("bounceType"), 40) or "Undetermined"
         sub_type = _text(bounce.get("bounceSubType"), 40) or "General"
         kind = ProviderKind.PERMANENT if bounce_type == "Permanent" else ProviderKind.TEMPORARY
-        for entry in _items(bounce.get("bouncedRecipients")):
-            entry = _mapping(entry)
+        for item in _items(bounce.get("bouncedRecipients")):
+            entry = _mapping(item)
             recipient = _address(entry.get("emailAddress"))
             if recipient is None:
                 raise _Skip("a bounced recipient has no address")

@@ -213,4 +213,3 @@ def verify_basic_auth(authorization: str | None, expected: str) -> None:
         raise SignatureError("the basic credentials are not base64") from None
     if not hmac.compare_digest(given, expected.encode("utf-8")):
         raise SignatureError("the basic credentials are wrong")
-

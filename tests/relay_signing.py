@@ -42,7 +42,7 @@ class SnsSigner:
 
     def sign(self, envelope: dict[str, str], version: str = "1") -> dict[str, str]:
         """``envelope`` with SignatureVersion and Signature added."""
-        algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303
+        algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
         signature = self.key.sign(sns_string_to_sign(envelope), padding.PKCS1v15(), algorithm)
         return {
             **envelope,

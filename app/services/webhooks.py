@@ -196,7 +196,9 @@ def receive(
         raise WebhookRefused(413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
     outcome = WebhookOutcome()
     try:
-        batch = _authentic_batch(provider, request, config, sns, clock, outcome)
+        batch = _authentic_batch(
+            provider, request, config=config, sns=sns, clock=clock, outcome=outcome
+        )
     except SignatureError as error:
         log.warning("%s webhook refused: %s", provider, error)
         raise WebhookRefused(403, str(error)) from None
@@ -218,6 +220,7 @@ def receive(
 def _authentic_batch(
     provider: Provider,
     request: WebhookRequest,
+    *,
     config: WebhookConfig,
     sns: SnsWeb,
     clock: Clock,

@@ -160,7 +160,13 @@ def test_mailgun_signature_verifies_and_is_bound_to_key_and_token() -> None:
 
 @pytest.mark.parametrize(
     "signature",
-    [None, "text", {}, {"timestamp": "1", "token": "t"}, {"timestamp": 1, "token": "t", "signature": "x"}],
+    [
+        None,
+        "text",
+        {},
+        {"timestamp": "1", "token": "t"},
+        {"timestamp": 1, "token": "t", "signature": "x"},
+    ],
 )
 def test_mailgun_malformed_signature_object_is_refused(signature: object) -> None:
     with pytest.raises(SignatureError, match="signature"):
