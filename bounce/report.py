@@ -39,6 +39,10 @@ class RecipientReport:
     status: str | None = None  # e.g. "5.1.1"
     diagnostic: str | None = None  # Diagnostic-Code or the bounce's own text
     remote_mta: str | None = None
+    # The SMTP command the remote reply answered (RCPT, MAIL, DATA, ...),
+    # when the bounce says: a "no such user" answer to DATA is a content
+    # filter's wording, not proof the mailbox is missing.
+    command: str | None = None
     kind: ReportKind | None = None
     reason: str | None = None  # Sisimai-like: userunknown, mailboxfull, ...
 

@@ -27,7 +27,7 @@ ENV_PREFIX = "SLUICE_"
 
 # SLUICE_* variables that are not settings: read by other parts of the tooling.
 NON_SETTING_ENV = frozenset(
-    {"SLUICE_CONFIG", "SLUICE_REQUIRE_SERVICES", "SLUICE_TEST_POSTGRES_URL"}
+    {"SLUICE_CONFIG", "SLUICE_REQUIRE_SERVICES", "SLUICE_TEST_POSTGRES_URL", "SLUICE_BOUNCE_CORPUS"}
 )
 
 

@@ -208,6 +208,7 @@ def smtp_server(
     tls: str = "none",  # "none", "starttls" or "implicit"
     certificate_folder: Path | None = None,
     pipelining: bool = False,
+    auth_refusal: str | None = None,
 ) -> Iterator[RunningServer]:
     """Start aiosmtpd on a free port of 127.0.0.1; stop it afterwards."""
     handler = FaultyHandler(pipelining=pipelining)
@@ -235,8 +236,9 @@ def smtp_server(
                 and data.login.decode() == expected_login
                 and data.password.decode() == expected_password
             )
-            # handled=False: aiosmtpd then answers 535 itself (handled=True sends nothing).
-            return AuthResult(success=valid, handled=False)
+            # handled=False: aiosmtpd then answers 535 itself (handled=True
+            # sends nothing), or ``auth_refusal`` (e.g. a busy relay's 454).
+            return AuthResult(success=valid, handled=False, message=None if valid else auth_refusal)
 
         options.update(authenticator=authenticate, auth_require_tls=False, auth_required=True)
     port = free_port()

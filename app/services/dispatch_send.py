@@ -396,7 +396,7 @@ class _Portion:
         if scope is ReplyScope.DOMAIN:
             self._throttle(claim.domain_group, result)
         elif scope is ReplyScope.RELAY:
-            self._stop(f"the relay is closing the connection: {result.code} {result.reply}")
+            self._stop(f"the relay is not taking mail now: {result.code} {result.reply}")
         if result.outcome is SendOutcome.TEMPORARY and result.code is None:
             self.connection_failures += 1
             if self.connection_failures >= CONNECTION_FAILURES_TO_STOP:

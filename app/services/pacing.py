@@ -30,7 +30,10 @@ Rules:
   - ``relay``: any other 421: one before a recipient was named (greeting,
     EHLO, MAIL FROM — the relay refuses *us*), or one whose enhanced
     code is not 4.7.x (``421 4.3.2 System not accepting network messages``:
-    the relay itself is going away). The tick ends for every group.
+    the relay itself is going away); and any 4xx while connecting (to
+    STARTTLS or AUTH, e.g. RFC 4954's ``454 4.7.0 Temporary authentication
+    failure``), which no other message would get past either. The tick
+    ends for every group.
   - ``message``: everything else, under the usual retry rules.
 - **Throttle.** A ``domain`` reply records the message as an ordinary
   temporary failure (retried after its back-off) and throttles the group
@@ -156,7 +159,9 @@ def reply_scope(result: SendResult) -> ReplyScope:
             return ReplyScope.DOMAIN
         if code == 421 and status is None:
             return ReplyScope.DOMAIN
-    return ReplyScope.RELAY if code == 421 else ReplyScope.MESSAGE
+    if code == 421 or result.stage is SmtpStage.CONNECT:
+        return ReplyScope.RELAY
+    return ReplyScope.MESSAGE
 
 
 # ----------------------------------------------------------------- throttles

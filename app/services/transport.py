@@ -214,6 +214,12 @@ class SmtpTransport:
             result = self._transaction(self._connection, message, envelope_from, recipient)
         except smtplib.SMTPAuthenticationError as error:
             self._drop()
+            if 400 <= error.smtp_code < 500:
+                # smtplib reports any refusal of AUTH this way; a 4xx (e.g.
+                # 421 "too many connections", 454 RFC 4954 §6) is the relay
+                # being busy, not wrong credentials: end the tick, pause
+                # nothing.
+                return _classify(error.smtp_code, error.smtp_error, False, SmtpStage.CONNECT)
             return SendResult(
                 SendOutcome.AUTH_FAILED,
                 error.smtp_code,

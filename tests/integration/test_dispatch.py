@@ -544,6 +544,33 @@ def test_an_authentication_failure_pauses_sending_and_shows_the_error(
         world.assert_never_twice()
 
 
+def test_a_temporary_refusal_of_auth_ends_the_tick_without_pausing(
+    app: Flask, session: Session, clock: FixedClock
+) -> None:
+    """smtplib reports any refusal of AUTH as an authentication error; a
+    4xx is the relay being busy, not wrong credentials."""
+    with smtp_server(
+        credentials=("sluice", "right"), auth_refusal="454 4.7.0 Temporary authentication failure"
+    ) as server:
+        world = make_world(app, session, clock, server)
+        mass_email = world.start("March", addresses("ann", 4))
+
+        result = world.tick(
+            transport_factory=lambda: world.transport(username="sluice", password="wrong")
+        )
+
+        assert result.stopped.startswith("the relay is not taking mail now: 454")
+        # Only the conversations already under way (one per connection) met
+        # the refusal; the rest were released uncharged.
+        connections = world.runtime.smtp_connections
+        assert (result.paused, result.sent) == ([], 0)
+        assert 1 <= result.retried <= connections
+        assert result.retried + result.released == 4
+        assert world.status_of(mass_email) == M.IN_PROGRESS
+        assert not world.log(CampaignLogEvent.ERROR)
+        assert sum(item.attempts for item in world.items(mass_email)) == result.retried
+
+
 def test_a_421_ends_the_tick_and_releases_the_rest_uncharged(world: World) -> None:
     world.set(smtp_connections=1)
     mass_email = world.start("March", addresses("ann", 6))

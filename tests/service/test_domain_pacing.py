@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
@@ -26,7 +25,6 @@ from app.services.pacing import (
 from app.services.quota import QUOTA_WINDOW
 from app.services.runtime_settings import RuntimeSettings, update_runtime_settings
 from app.services.transport import SendOutcome, SendResult, SmtpStage
-from tests.service.test_messages import make_campaign
 from tests.unit.test_domain_groups import EXAMPLES
 
 G = DomainGroup
@@ -58,20 +56,6 @@ def test_the_sql_form_agrees_with_the_python_function(session: Session) -> None:
 
 
 # ----------------------------------------------------------------- hourly caps
-
-
-@pytest.fixture
-def item(session: Session, clock: FixedClock) -> QueueItem:
-    setup = make_campaign(session, clock)
-    queued = QueueItem(
-        mass_email_id=setup.mass_email.id,
-        contact_id=setup.contact.id,
-        email=setup.contact.email,
-        created_at=clock.now(),
-    )
-    session.add(queued)
-    session.flush()
-    return queued
 
 
 def ledger_rows(

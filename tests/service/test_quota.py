@@ -7,27 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy.orm import Session
 
 from app.clock import FixedClock
 from app.models import MassEmail, QueueItem, SendAttempt
 from app.services.quota import QUOTA_WINDOW, hourly_quota_left, quota_frees_at
-from tests.service.test_messages import make_campaign
-
-
-@pytest.fixture
-def item(session: Session, clock: FixedClock) -> QueueItem:
-    setup = make_campaign(session, clock)
-    queued = QueueItem(
-        mass_email_id=setup.mass_email.id,
-        contact_id=setup.contact.id,
-        email=setup.contact.email,
-        created_at=clock.now(),
-    )
-    session.add(queued)
-    session.flush()
-    return queued
 
 
 def ledger_row(
