@@ -42,6 +42,7 @@ def build_cli() -> click.Group:
     from app.cli.dispatch import dispatch_command, queue_group, status_command
     from app.cli.lists import audience_command, lists_group
     from app.cli.messages import send_test_command
+    from app.cli.suppression import suppression_group
     from app.cli.worker import jobs_command, worker_command
 
     cli = AppGroup("sluice", help="Sluice: a self-hosted mass-email campaign engine.")
@@ -62,6 +63,7 @@ def build_cli() -> click.Group:
         worker_command,
         jobs_command,
         bounces_group,
+        suppression_group,
         migrations_group,
     ):
         cli.add_command(command)

@@ -3,6 +3,14 @@ and ``Base.metadata`` see every table."""
 
 from app.models.admin import Role, RuntimeSetting, User
 from app.models.base import Base
+from app.models.bounces import (
+    BounceEvent,
+    BounceMessage,
+    MessageOutcome,
+    Suppression,
+    SuppressionReason,
+    SuppressionRemoval,
+)
 from app.models.campaigns import (
     Campaign,
     CampaignTrackingUrl,
@@ -31,7 +39,9 @@ from app.models.queue import BounceKind, QueueItem, QueueItemStatus, SendAttempt
 __all__ = [
     "AUDIENCE_TYPES",
     "Base",
+    "BounceEvent",
     "BounceKind",
+    "BounceMessage",
     "Campaign",
     "CampaignLogEntry",
     "CampaignLogEvent",
@@ -46,6 +56,7 @@ __all__ = [
     "JobRunOutcome",
     "MassEmail",
     "MassEmailStatus",
+    "MessageOutcome",
     "QueueItem",
     "QueueItemStatus",
     "Role",
@@ -54,6 +65,9 @@ __all__ = [
     "SavedFilter",
     "SendAttempt",
     "SenderProfile",
+    "Suppression",
+    "SuppressionReason",
+    "SuppressionRemoval",
     "TargetList",
     "TargetListMember",
     "TrackedLink",

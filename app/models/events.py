@@ -31,6 +31,8 @@ class CampaignLogEvent(enum.StrEnum):
     ERROR = "error"
     # A person resent a queue item after correcting its address.
     RESENT = "resent"
+    # An out-of-office or other automatic reply (RFC 3834): not a bounce.
+    AUTOREPLY = "autoreply"
 
 
 class CampaignLogEntry(Base):

@@ -20,9 +20,10 @@ Results (SPEC §4):
   ``MAX_RETRY_DELAY``), while ``attempts < max_attempts``; else ``failed``
   with campaign log ``failed``.
 - ``rejected_recipient`` (5xx to RCPT) → ``bounced``, ``bounce_kind``
-  ``hard``; the contact's address is marked invalid with the reply as the
-  reason (``suppress_hard_bounce``, the suppression list's hook); campaign
-  log ``bounced_hard``.
+  ``hard``; the address is suppressed (reason hard bounce, source "smtp
+  reply at send time") and the contact's address marked invalid with the
+  reply as the reason (``suppress_hard_bounce``); campaign log
+  ``bounced_hard``.
 - ``rejected`` (any other 5xx) → ``failed``, the reply kept; log ``failed``.
 - ``auth_failed`` → released (``release``): the relay refused our
   credentials, not the message, so the attempt is not charged.
@@ -40,7 +41,7 @@ authentication failure, a mass email that cannot be built) go back to
 Send-time checks (``check_contact``), for a contact changed since the queue
 was built: opted out → ``unsubscribed`` (``skip_reason``; not a campaign
 log event, since the opt-out itself was logged when it happened); a
-suppressed address (``is_suppressed``, the suppression list's hook) →
+suppressed address (``is_suppressed``: the suppression list) →
 ``dropped``; deleted, or address marked invalid → ``error``. A message that
 cannot be built (``RecipientError``) → ``error`` with the reason. Skipped
 items keep their ledger row (outcome ``skipped``), uncharged.
@@ -71,9 +72,10 @@ from app.models import (
     QueueItem,
     QueueItemStatus,
     SendAttempt,
+    SuppressionReason,
 )
 from app.models.base import UTCDateTime
-from app.services import queue_status
+from app.services import queue_status, suppression
 from app.services.bulk_sql import rows_parameters, rows_table
 from app.services.dispatch import AttemptOutcome, Claim
 from app.services.queue_status import AcceptedReply
@@ -110,20 +112,28 @@ def retry_delay(attempts: int, retry_base_seconds: int) -> timedelta:
 
 
 def is_suppressed(session: Session, address: str) -> bool:
-    """Hook for the suppression list (SPEC §5, the bounce issue): whether
-    ``address`` must not be mailed. Until the list exists nothing is
-    suppressed here; hard-bounced addresses are stopped by their contact
-    being marked invalid."""
-    return False
+    """Whether ``address`` is on the suppression list (SPEC §5,
+    ``app.services.suppression``) and must not be mailed."""
+    return suppression.is_suppressed(session, address)
+
+
+SEND_TIME_SOURCE = "smtp reply at send time"
 
 
 def suppress_hard_bounce(
-    session: Session, item: QueueItem, reason: str, clock: Clock
+    session: Session,
+    item: QueueItem,
+    reason: str,
+    clock: Clock,
+    *,
+    source: str = SEND_TIME_SOURCE,
 ) -> Contact | None:
-    """A 5xx to RCPT: mark the item's contact's address invalid (reason =
-    the reply, with the time), when the contact still has that address.
-    Hook: the bounce issue adds the address to the suppression list here.
-    Returns the contact changed, if any."""
+    """A hard bounce of ``item`` (a 5xx to RCPT, or a hard bounce message):
+    the address it was sent to is suppressed (reason hard bounce,
+    ``source``), and the item's contact's address is marked invalid (reason
+    = the reply or diagnostic, with the time) when the contact still has
+    that address. Returns the contact changed, if any."""
+    suppression.add(session, item.email, SuppressionReason.HARD_BOUNCE, source, clock)
     if item.contact_id is None:
         return None
     contact = session.get(Contact, item.contact_id)
@@ -165,15 +175,23 @@ def load_contacts(session: Session, ids: Sequence[int]) -> dict[int, ContactSnap
 
 
 def check_contact(
-    session: Session, claim: Claim, contact: ContactSnapshot | None
+    session: Session,
+    claim: Claim,
+    contact: ContactSnapshot | None,
+    *,
+    suppressed: bool | None = None,
 ) -> tuple[S, str] | None:
     """Why the claimed item must not be sent now, as (status, reason), or
-    None when it may be (see the module's rules)."""
+    None when it may be (see the module's rules). ``suppressed``: whether
+    the claim's address is suppressed, when the caller looked it up with
+    others (``suppression.suppressed_among``); None asks the list."""
     if contact is None:
         return S.ERROR, "the contact was deleted after the queue was built"
     if contact.opted_out:
         return S.UNSUBSCRIBED, "opted out after the queue was built"
-    if is_suppressed(session, claim.email):
+    if suppressed is None:
+        suppressed = is_suppressed(session, claim.email)
+    if suppressed:
         return S.DROPPED, "the address is suppressed"
     if contact.email_status == EmailStatus.INVALID:
         why = contact.email_status_reason or "no reason given"

@@ -89,6 +89,7 @@ from app.services.dispatch_writer import ResultWriter
 from app.services.messages import MessageError, MessageFactory, RecipientError
 from app.services.pacing import ReplyScope, connection_caps, reply_scope, throttle_group
 from app.services.runtime_settings import RuntimeSettings
+from app.services.suppression import suppressed_among
 from app.services.transport import SendOutcome, SendResult
 from app.services.transport_pool import JobResult, SendJob, TransportFactory, TransportPool
 from config import Settings
@@ -229,6 +230,10 @@ class _Portion:
         self.claims: dict[int, Claim] = {}
         self.schedule = ClaimSchedule([], {})
         self.contacts: dict[int, ContactSnapshot | None] = {}
+        # Addresses (lower-cased) looked up on the suppression list, and
+        # those found there: a slice of claims at a time, one query.
+        self.suppression_checked: set[str] = set()
+        self.suppressed: set[str] = set()
         self.to_withdraw: dict[DomainGroup, str] = {}  # throttled group -> reason
         self.handled: set[int] = set()
         self.factories: dict[int, MessageFactory | None] = {}
@@ -283,6 +288,7 @@ class _Portion:
         return self.contacts.pop(claim.contact_id, None)
 
     def _load_contacts(self, chunk: Iterable[Claim]) -> None:
+        chunk = list(chunk)
         ids = {
             claim.contact_id
             for claim in chunk
@@ -290,13 +296,25 @@ class _Portion:
         }
         self.contacts.update(dict.fromkeys(ids))  # deleted ones stay None
         self.contacts.update(load_contacts(self.session, list(ids)))
+        self._check_suppressed(chunk)
+
+    def _check_suppressed(self, chunk: Iterable[Claim]) -> None:
+        addresses = {claim.email.lower() for claim in chunk} - self.suppression_checked
+        if addresses:
+            self.suppressed.update(suppressed_among(self.session, addresses))
+            self.suppression_checked.update(addresses)
+
+    def _is_suppressed(self, claim: Claim) -> bool:
+        if claim.email.lower() not in self.suppression_checked:
+            self._check_suppressed([claim])
+        return claim.email.lower() in self.suppressed
 
     def _job(self, claim: Claim, contact: ContactSnapshot | None) -> SendJob | None:
         """The claim's message, or None when it is not to be sent now (a
         send-time check refused it, or its mass email cannot be built)."""
         if claim.mass_email_id in self.unbuildable:
             return None
-        problem = check_contact(self.session, claim, contact)
+        problem = check_contact(self.session, claim, contact, suppressed=self._is_suppressed(claim))
         if problem is not None:
             self._skip(claim, *problem)
             return None

@@ -63,12 +63,15 @@ class OptOutSource(enum.StrEnum):
     LINK = "link"  # the confirmation page behind the opt-out link
     ONE_CLICK = "one-click"  # RFC 8058 POST from the mail client
     MAILTO = "mailto"  # a mail to the List-Unsubscribe mailto address
+    COMPLAINT = "complaint"  # a spam report (ARF, RFC 5965) about a message
 
 
 # Opt-outs the recipient made through a message. Opting back in through a
 # link undoes only these: an opt-out an administrator or a complaint set is
 # not the link holder's to undo (the link may have been forwarded).
-RECIPIENT_OPT_OUT_SOURCES = frozenset(source.value for source in OptOutSource)
+RECIPIENT_OPT_OUT_SOURCES = frozenset(
+    source.value for source in OptOutSource if source is not OptOutSource.COMPLAINT
+)
 
 
 class OptInResult(enum.StrEnum):

@@ -38,8 +38,12 @@ Rules:
 - Placeholders: the contact's fields (``CONTACT_FIELDS``) and custom
   fields; ``email`` is the address the message goes to (a Send Test shows
   the contact's own), so "view online" renders the queue item's address.
-- Envelope sender: ``settings.bounce_address``, else the From address,
-  unless the caller passes one (VERP).
+- Envelope sender: the queue item's VERP address
+  (``<local>+<item>.<mac>@<bounce domain>``, ``bounce.verp``) when the
+  runtime setting ``verp_enabled`` is on and a bounce address is
+  configured; else ``settings.bounce_address``, else the From address;
+  a test message (item 0) always gets the plain one; a caller may pass
+  its own. A bounce address VERP cannot extend is a ``MessageError``.
 - Send Test goes out at once, outside statistics and quota: no queue item,
   no campaign-log row, nothing written at all; the subject gets ``[TEST] ``
   and the header ``X-Sluice-Test: yes``.
@@ -97,9 +101,11 @@ from app.services.rendering import (
     contact_placeholders,
     render,
 )
+from app.services.return_path import ReturnPathError, verp_codec
 from app.services.runtime_settings import RuntimeSettings
 from app.services.tokens import LinkSigner
 from app.services.transport import SendResult, Transport
+from bounce.verp import VerpCodec
 from config import Settings
 
 __all__ = [
@@ -299,11 +305,20 @@ def _display_name(contact: ContactFields | None) -> str:
 
 @dataclass(frozen=True)
 class _Sending:
-    """What building bytes needs beyond rendering."""
+    """What building bytes needs beyond rendering. ``verp``: the return
+    path codec (its key derived once per factory), None when VERP is off."""
 
     skeleton: MessageSkeleton
     signer: DkimSigner | None
     envelope_from: str
+    verp: VerpCodec | None = None
+
+    def return_path(self, queue_item_id: int, test: bool) -> str:
+        """The envelope sender of queue item ``queue_item_id``'s message: its
+        VERP address, or the plain one for a test message (item 0)."""
+        if self.verp is None or test or queue_item_id == TEST_QUEUE_ITEM_ID:
+            return self.envelope_from
+        return self.verp.encode(queue_item_id)
 
 
 def sender_headers(
@@ -327,7 +342,13 @@ def sender_headers(
 
 
 def _sending(
-    session: Session, mass_email: MassEmail, settings: Settings, dkim_key: DkimKey | None
+    session: Session,
+    mass_email: MassEmail,
+    settings: Settings,
+    dkim_key: DkimKey | None,
+    *,
+    runtime: RuntimeSettings,
+    secret_key: str,
 ) -> _Sending:
     campaign = mass_email.campaign
     profile = (
@@ -344,7 +365,16 @@ def _sending(
     except HeaderValueError as error:
         raise MessageError(f"sender profile {profile.name!r}: {error}") from None
     signer = None if dkim_key is None else DkimSigner(dkim_key)
-    return _Sending(skeleton, signer, settings.bounce_address or profile.from_address)
+    try:
+        verp = verp_codec(
+            settings.bounce_address,
+            runtime.bounce_domain,
+            secret_key,
+            enabled=runtime.verp_enabled,
+        )
+    except ReturnPathError as error:
+        raise MessageError(str(error)) from None
+    return _Sending(skeleton, signer, settings.bounce_address or profile.from_address, verp)
 
 
 # ----------------------------------------------------------------- the factory
@@ -388,7 +418,9 @@ class MessageFactory:
             compiled,
             public_links(runtime, settings, secret_key),
             open_tracking=runtime.open_tracking,
-            sending=_sending(session, mass_email, settings, dkim_key),
+            sending=_sending(
+                session, mass_email, settings, dkim_key, runtime=runtime, secret_key=secret_key
+            ),
             tracking_links=tracking_link_ids(mass_email, compiled),
         )
 
@@ -476,7 +508,7 @@ class MessageFactory:
             data = sending.signer.sign(data)
         return OutgoingMessage(
             data=data,
-            envelope_from=envelope_from or sending.envelope_from,
+            envelope_from=envelope_from or sending.return_path(queue_item_id, test),
             recipient=to_address,
             empty_placeholders=rendered.empty_placeholders,
         )

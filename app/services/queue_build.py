@@ -19,9 +19,9 @@ flat whatever the audience's size. The rules:
    no_address      error         no email address
    =============== ============= ========================================
 
-   A recipient whose address is suppressed becomes ``dropped``
-   ("suppressed address") once ``suppressed_address`` has a suppression
-   list to consult (the bounce issue); today it has none.
+   A recipient whose address is on the suppression list
+   (``app.services.suppression``) becomes ``dropped`` ("suppressed
+   address"), checked before any other recipient rule.
 2. Once: the queue is built a single time per mass email, stamped by
    ``queue_built_at``; a second call inserts nothing, even when the lists
    changed since. The unique constraint on (mass email, contact) with
@@ -60,6 +60,7 @@ from app.services.audience import AudienceCategory, audience_select
 from app.services.bulk_sql import insert_ignoring_conflicts
 from app.services.domain_groups import domain_group_sql, email_domain_sql
 from app.services.mass_email_status import transition
+from app.services.suppression import suppressed_contact
 
 S = QueueItemStatus
 C = AudienceCategory
@@ -96,12 +97,12 @@ class QueueBuildResult:
         return sum(self.counts.values())
 
 
-def suppressed_address(email: ColumnElement[str | None]) -> ColumnElement[bool] | None:
-    """The condition under which an audience row's address is suppressed,
-    or None while there is no suppression list (it arrives with the bounce
-    issue). A recipient meeting it is inserted as ``dropped``."""
-    del email  # consulted once the suppression list exists
-    return None
+def suppressed_address(contact_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """The condition under which an audience row's address is on the
+    suppression list: a correlated ``EXISTS`` by the contact's case-folded
+    address (``suppression.suppressed_contact``). A recipient meeting it is
+    inserted as ``dropped``."""
+    return suppressed_contact(contact_id)
 
 
 def build_queue(session: Session, mass_email: MassEmail, clock: Clock) -> QueueBuildResult:
@@ -154,8 +155,8 @@ def _insert_items(session: Session, mass_email: MassEmail, clock: Clock) -> int:
         "mass_email_id": literal(mass_email.id, Integer),
         "contact_id": audience.c.contact_id,
         "email": func.coalesce(audience.c.email, ""),
-        "status": _initial_status(audience.c.category, audience.c.email),
-        "skip_reason": _skip_reason(audience.c.category, audience.c.email, audience.c.contact_id),
+        "status": _initial_status(audience.c.category, audience.c.contact_id),
+        "skip_reason": _skip_reason(audience.c.category, audience.c.contact_id),
         "created_at": literal(clock.now(), UTCDateTime()),
         "domain_group": domain_group_sql(audience.c.domain),
     }
@@ -174,36 +175,28 @@ def _insert_items(session: Session, mass_email: MassEmail, clock: Clock) -> int:
 
 
 def _initial_status(
-    category: ColumnElement[str], email: ColumnElement[str | None]
+    category: ColumnElement[str], contact_id: ColumnElement[int]
 ) -> ColumnElement[str]:
     # Rule 1; a suppressed recipient is dropped (checked first among recipients).
-    whens: list[tuple[ColumnElement[bool], str]] = []
-    suppressed = suppressed_address(email)
-    if suppressed is not None:
-        whens.append(((category == C.RECIPIENT.value) & suppressed, S.DROPPED.value))
-    whens += [
+    return case(
+        ((category == C.RECIPIENT.value) & suppressed_address(contact_id), S.DROPPED.value),
         (category == C.RECIPIENT.value, S.QUEUED.value),
         (category == C.OPTED_OUT.value, S.UNSUBSCRIBED.value),
-    ]
-    return case(*whens, else_=literal(S.ERROR.value))
+        else_=literal(S.ERROR.value),
+    )
 
 
 def _skip_reason(
-    category: ColumnElement[str],
-    email: ColumnElement[str | None],
-    contact_id: ColumnElement[int],
+    category: ColumnElement[str], contact_id: ColumnElement[int]
 ) -> ColumnElement[str]:
-    whens: list[tuple[ColumnElement[bool], ColumnElement[str] | str]] = []
-    suppressed = suppressed_address(email)
-    if suppressed is not None:
-        whens.append(((category == C.RECIPIENT.value) & suppressed, SUPPRESSED_REASON))
-    whens += [
+    return case(
+        ((category == C.RECIPIENT.value) & suppressed_address(contact_id), SUPPRESSED_REASON),
         (category == C.RECIPIENT.value, ""),
         (category == C.OPTED_OUT.value, OPTED_OUT_REASON),
         (category == C.NO_ADDRESS.value, NO_ADDRESS_REASON),
         (category == C.INVALID_ADDRESS.value, _invalid_address_reason(contact_id)),
-    ]
-    return case(*whens, else_=literal(""))
+        else_=literal(""),
+    )
 
 
 def _invalid_address_reason(contact_id: ColumnElement[int]) -> ColumnElement[str]:
