@@ -36,7 +36,7 @@ import enum
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bounce.classify import classify
 from bounce.report import BounceReport, RecipientReport, ReportKind
@@ -178,12 +178,7 @@ def _read_ses(record: Mapping[str, object], batch: RelayBatch) -> None:
     message_id = _text(_mapping(mail.get("commonHeaders")).get("messageId")) or _header(
         headers, "Message-ID"
     )
-    common = {
-        "provider": "ses",
-        "message_id": message_id,
-        "queue_item_header": _header(headers, "X-Sluice-Queue-Item"),
-        "event_id": _text(mail.get("messageId"), 200),
-    }
+    first = len(batch.events)
     if event_type == "Bounce":
         bounce = _mapping(record.get("bounce"))
         bounce_type = _text(bounce.get("bounceType"), 40) or "Undetermined"
@@ -197,6 +192,7 @@ def _read_ses(record: Mapping[str, object], batch: RelayBatch) -> None:
             diagnostic = _text(entry.get("diagnosticCode"))
             batch.events.append(
                 RelayEvent(
+                    provider="ses",
                     provider_kind=kind,
                     recipient=recipient,
                     description=f"SES bounce {bounce_type}/{sub_type}",
@@ -204,28 +200,37 @@ def _read_ses(record: Mapping[str, object], batch: RelayBatch) -> None:
                     diagnostic=diagnostic,
                     address_invalid=kind is ProviderKind.PERMANENT
                     and sub_type in _SES_ADDRESS_INVALID,
-                    **common,  # type: ignore[arg-type]
                 )
             )
     elif event_type == "Complaint":
         complaint = _mapping(record.get("complaint"))
         feedback = _text(complaint.get("complaintFeedbackType"), 40) or "abuse"
-        for entry in _items(complaint.get("complainedRecipients")):
-            recipient = _address(_mapping(entry).get("emailAddress"))
+        for item in _items(complaint.get("complainedRecipients")):
+            recipient = _address(_mapping(item).get("emailAddress"))
             if recipient is None:
                 raise _Skip("a complained recipient has no address")
             batch.events.append(
                 RelayEvent(
+                    provider="ses",
                     provider_kind=ProviderKind.COMPLAINT,
                     recipient=recipient,
                     description=f"SES complaint ({feedback})",
-                    **common,  # type: ignore[arg-type]
                 )
             )
     elif isinstance(event_type, str):
         batch.ignored += 1
     else:
         raise _Skip("no notificationType or eventType")
+    # What identifies the message is the same for each of its recipients.
+    batch.events[first:] = [
+        replace(
+            event,
+            message_id=message_id,
+            queue_item_header=_header(headers, "X-Sluice-Queue-Item"),
+            event_id=_text(mail.get("messageId"), 200),
+        )
+        for event in batch.events[first:]
+    ]
 
 
 # ------------------------------------------------------------------ SendGrid

@@ -35,7 +35,7 @@ from app.services.webhooks import SnsWeb
 from app.web.webhooks import SNS_WEB_KEY
 from tests.integration.test_dispatch import World, make_world
 from tests.relay_signing import SendGridSigner, SnsSigner, mailgun_signature, sns_notification
-from tests.smtp_server import RunningServer, self_signed_certificate
+from tests.smtp_server import RunningServer, self_signed_certificate, smtp_server
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 MAILGUN_KEY = "key-0123456789abcdef"
@@ -83,6 +83,12 @@ class FakeSns:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[RunningServer]:
+    with smtp_server() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
