@@ -129,6 +129,12 @@ class Settings:
     dkim_selector: str = field(default="", metadata={"parse": _parse_dns_name})
     dkim_domain: str = field(default="", metadata={"parse": _parse_dns_name})
     dkim_key_file: str = field(default="", metadata={"parse": _parse_str})
+    # Delivery-event webhooks (app/services/webhooks.py); a provider left
+    # empty has no endpoint. SES: the SNS topic ARNs allowed, comma-separated.
+    webhook_ses_topic_arns: str = field(default="", metadata={"parse": _parse_str})
+    webhook_sendgrid_public_key: str = field(default="", metadata={"parse": _parse_str})
+    webhook_mailgun_signing_key: str = field(default="", metadata={"parse": _parse_str})
+    webhook_postmark_credentials: str = field(default="", metadata={"parse": _parse_str})
 
     def __post_init__(self) -> None:
         """DKIM needs a selector, a domain and a key together: a partial set
@@ -156,7 +162,9 @@ def env_name(key: str) -> str:
 
 
 # Values never echoed in an error message: they end up in logs.
-SECRET_SETTINGS = frozenset({"secret_key", "admin_password"})
+SECRET_SETTINGS = frozenset(
+    {"secret_key", "admin_password", "webhook_mailgun_signing_key", "webhook_postmark_credentials"}
+)
 
 
 def _shown_value(key: str, raw: object) -> str:
