@@ -1,13 +1,18 @@
 """``sluice bounces``: the bounce pipeline from the command line.
 
 ``classify FILE...`` reads returned messages from files and prints what
-``bounce.read`` makes of each: no database, no settings, no Flask app (the
-command is also served before the app is built, see ``app.cli.main``).
+``bounce.read`` makes of each: no database and no Flask app (the command is
+also served before the app is built, see ``app.cli.main``). Its
+``queue_item_id`` is the one a verified VERP return address names, decoded
+with the boot settings alone (the secret key and ``SLUICE_BOUNCE_ADDRESS``;
+the VERP domain is the bounce address's unless ``--verp-domain`` names the
+``bounce_domain`` runtime setting); null when those are not set.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,8 @@ import click
 
 import bounce
 from bounce.report import BounceReport
+from bounce.verp import VerpCodec, VerpKind, codec_for
+from config import ConfigError, load_settings
 
 # Bounces are small; a file larger than this is read only in part
 # (bounce.mime reads the first MAX_BYTES of a message anyway).
@@ -46,14 +53,44 @@ def result_object(
     return found
 
 
-def classify_file(path: str) -> dict[str, Any]:
+def classify_file(path: str, codec: VerpCodec | None = None) -> dict[str, Any]:
     """Read and classify one file; an unreadable file is a result too."""
     try:
         with Path(path).open("rb") as handle:
             raw = handle.read(READ_LIMIT)
     except OSError as error:
         return result_object(path, None, error=f"cannot read: {error.strerror or error}")
-    return result_object(path, bounce.read(raw))
+    report = bounce.read(raw)
+    if codec is not None and report.queue_item_id is None:
+        report = replace(report, queue_item_id=verified_item(report, codec))
+    return result_object(path, report)
+
+
+def verified_item(report: BounceReport, codec: VerpCodec) -> int | None:
+    """The queue item of the first return address whose VERP MAC verifies."""
+    for address in report.return_addresses:
+        result = codec.decode(address)
+        if result.kind is VerpKind.VALID:
+            return result.item_id
+    return None
+
+
+def settings_codec(verp_domain: str | None) -> VerpCodec | None:
+    """The VERP codec the boot settings allow, or None. Never creates the
+    instance's secret key file (classifying files must change nothing)."""
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return None
+    secret = settings.secret_key
+    key_file = Path(settings.instance_path) / "secret_key"
+    if not secret and key_file.is_file():
+        secret = key_file.read_text(encoding="ascii", errors="replace").strip()
+    local, _, domain = settings.bounce_address.rpartition("@")
+    try:
+        return codec_for(local, verp_domain or domain, secret)
+    except ValueError:
+        return None
 
 
 def readable_line(found: dict[str, Any]) -> str:
@@ -77,11 +114,18 @@ def readable_line(found: dict[str, Any]) -> str:
 @bounces_group.command("classify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, in input order.")
-def classify_command(files: tuple[str, ...], as_json: bool) -> None:
+@click.option(
+    "--verp-domain",
+    default=None,
+    help="The VERP return addresses' domain, when the bounce_domain setting is not "
+    "the bounce address's domain.",
+)
+def classify_command(files: tuple[str, ...], as_json: bool, verp_domain: str | None) -> None:
     """Classify returned messages: hard or soft bounce, complaint,
     auto-reply, or not a bounce. Needs no database."""
+    codec = settings_codec(verp_domain)
     for path in files:
-        found = classify_file(path)
+        found = classify_file(path, codec)
         if as_json:
             click.echo(json.dumps(found, ensure_ascii=False))
         else:
