@@ -1,49 +1,54 @@
 """Benchmark: one poll of a bounce mailbox holding N returned messages.
 
     .venv/bin/python bench/bounce_poll.py [--messages 5000] [--batch-size 50]
-        [--database URL] [--handler auto|parse-only]
+        [--database URL]
 
-A throw-away Dovecot (Debian ``dovecot-imapd``, as in the tests) on a free
-127.0.0.1 port; N RFC 3464 delivery status notifications, each a little
-different, are placed in its INBOX by IMAP APPEND (timed apart); then one
-``poll_bounces`` reads them all in batches, applies each, commits it with the
-checkpoint and moves it to Processed. Only the poll is the figure.
-
-``--handler auto`` applies each message with the bounce service's
-``process_message`` when this build has it, else with ``parse-only``:
-``bounce.read`` (parse and classify) and the checkpoint's commit, which is
-the poller's own cost without the bounce service's writes.
+(also ``bench/bounces.py --part poll``). A mass email is sent, on paper, to
+N contacts (its queue built by ``activate_due``, every item then marked
+sent: set-up, not timed). A throw-away Dovecot (Debian ``dovecot-imapd``,
+as in the tests) on a free 127.0.0.1 port gets one RFC 3464 delivery status
+notification per item in its INBOX by IMAP APPEND (timed apart), each to
+the item's VERP return path, as a remote Postfix writes them: hard (5.1.1),
+soft (4.2.2), a policy refusal (5.7.1) and a delay (4.4.1), in turn. Then one
+``poll_bounces`` with the bounce service (``process_message``, as the
+worker runs it) reads them all in batches: it records each message, reads
+it, verifies its VERP address, applies it (bounced item, invalid contact,
+suppression, campaign log), commits it with the checkpoint and moves it to
+Processed. Only the poll is the figure.
 
 ``--database`` as in ``bench_support``: a fresh SQLite file by default, or
 a fresh database on the given PostgreSQL server, dropped after.
 
 The last line printed is one JSON object:
-``{"messages", "database", "handler", "batch_size", "seconds",
-"messages_per_second", "append_seconds", "processed", "unparsed", "failed",
+``{"messages", "database", "batch_size", "seconds", "messages_per_second",
+"append_seconds", "processed", "unparsed", "failed", "hard_bounced",
 "peak_rss_mb"}``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from dispatch import scheduled_mass_email
 from flask import current_app
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-import bounce
 from app import app_settings
-from app.clock import SystemClock
-from app.services.bounce_poll import MessageHandler, PollOptions, poll_bounces
-from app.services.runtime_settings import seed_runtime_settings
-from bench_support import bench_database, log, migrated_session, peak_rss_mb
+from app.clock import FixedClock
+from app.context import CLOCK_CONFIG_KEY, app_bounce_handler
+from app.models import BounceKind, QueueItem, QueueItemStatus
+from app.services.bounce_poll import PollOptions, poll_bounces
+from app.services.queue_build import activate_due
+from app.services.return_path import verp_codec
+from app.services.runtime_settings import get_runtime_settings
+from bench_support import NOW, bench_database, log, migrated_session, peak_rss_mb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.dovecot import DovecotServer, find_dovecot, start_dovecot
@@ -56,17 +61,17 @@ DIAGNOSTICS = (
 )
 
 
-def dsn(number: int) -> bytes:
-    """An RFC 3464 report from Postfix, with the returned headers."""
-    rcpt = f"person.{number}@example{number % 97}.com"
+def dsn(number: int, return_path: str, rcpt: str) -> bytes:
+    """An RFC 3464 report from Postfix about ``rcpt``, to ``return_path``,
+    with the returned headers."""
     status, diagnostic = DIAGNOSTICS[number % len(DIAGNOSTICS)]
     diagnostic = diagnostic.format(rcpt=rcpt)
     boundary = f"B{number:08d}.1700000000/mx.example.net"
     return (
         f"Return-Path: <>\r\n"
-        f"Delivered-To: bounces+{number}.abcdefgh@bounce.example.com\r\n"
+        f"Delivered-To: {return_path}\r\n"
         f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
-        f"To: bounces+{number}.abcdefgh@bounce.example.com\r\n"
+        f"To: {return_path}\r\n"
         f"Subject: Undelivered Mail Returned to Sender\r\n"
         f"Message-ID: <bounce-{number}@mx.example.net>\r\n"
         f"Date: Mon, 2 Mar 2026 09:00:00 +0000\r\n"
@@ -98,7 +103,7 @@ def dsn(number: int) -> bytes:
         f"--{boundary}\r\n"
         f"Content-Type: text/rfc822-headers\r\n"
         f"\r\n"
-        f"Return-Path: <bounces+{number}.abcdefgh@bounce.example.com>\r\n"
+        f"Return-Path: <{return_path}>\r\n"
         f"From: News <news@example.org>\r\n"
         f"To: <{rcpt}>\r\n"
         f"Subject: March news\r\n"
@@ -109,43 +114,101 @@ def dsn(number: int) -> bytes:
     ).encode()
 
 
-@dataclass(frozen=True)
-class Applied:
-    keep_for_review: bool
+def sent_items(session: Session, count: int, clock: FixedClock) -> list[tuple[int, str]]:
+    """A mass email to ``count`` contacts whose items are all sent: (item
+    id, address) of each."""
+    options = argparse.Namespace(batch_size=1000, connections=4, lease_seconds=300)
+    mass_email_id = scheduled_mass_email(session, count, options, clock)
+    activate_due(session, clock)
+    session.execute(
+        update(QueueItem)
+        .where(QueueItem.mass_email_id == mass_email_id)
+        .values(status=QueueItemStatus.SENT, sent_at=clock.now(), attempts=1)
+    )
+    session.commit()
+    return list(
+        session.execute(
+            select(QueueItem.id, QueueItem.email)
+            .where(QueueItem.mass_email_id == mass_email_id)
+            .order_by(QueueItem.id)
+        ).tuples()
+    )
 
 
-def parse_only(session: Session, raw: bytes) -> Applied:
-    """Parse and classify; nothing of the report is written."""
-    report = bounce.read(raw)
-    return Applied(keep_for_review=not report.is_bounce)
-
-
-def bounce_service_handler() -> MessageHandler | None:
-    """The bounce service's ``process_message`` bound to this app, when
-    this build has it."""
-    try:
-        bounces = importlib.import_module("app.services.bounces")
-    except ImportError:
-        return None
-    process: Callable[..., Applied] | None = getattr(bounces, "process_message", None)
-    if process is None:
-        return None
+def bounces_of(session: Session, items: list[tuple[int, str]]) -> list[bytes]:
+    """One DSN per item, to its VERP return path."""
     settings = app_settings(current_app)
-    secret_key = str(current_app.config["SECRET_KEY"])
-    clock = SystemClock()
+    codec = verp_codec(
+        settings.bounce_address,
+        get_runtime_settings(session).bounce_domain,
+        str(current_app.config["SECRET_KEY"]),
+        enabled=True,
+    )
+    assert codec is not None
+    return [
+        dsn(number, codec.encode(item_id), email)
+        for number, (item_id, email) in enumerate(items, 1)
+    ]
 
-    def handle(session: Session, raw: bytes) -> Applied:
-        return process(session, raw, clock=clock, secret_key=secret_key, settings=settings)
 
-    return handle
-
-
-def append_all(server: DovecotServer, user: str, count: int) -> float:
+def append_all(server: DovecotServer, user: str, messages: list[bytes]) -> float:
     started = time.perf_counter()
     with server.client(user) as client:
-        for number in range(1, count + 1):
-            client.append("INBOX", dsn(number))
+        for raw in messages:
+            client.append("INBOX", raw)
     return time.perf_counter() - started
+
+
+def poll_part(messages: int, batch_size: int, database: str | None) -> dict[str, object]:
+    """Set up, append, poll once; the figures."""
+    executable = find_dovecot()
+    if executable is None:
+        raise SystemExit("dovecot is not installed (Debian package dovecot-imapd)")
+    server = start_dovecot(executable)
+    try:
+        with bench_database(database) as url, migrated_session(url) as session:
+            clock = FixedClock(NOW)
+            current_app.config[CLOCK_CONFIG_KEY] = clock
+            current_app.config["SLUICE_SETTINGS"] = dataclasses.replace(
+                app_settings(current_app), bounce_address="bounces@bounce.example.com"
+            )
+            log(f"sending a mass email to {messages:,} contacts (on paper)…")
+            returned = bounces_of(session, sent_items(session, messages, clock))
+            user = server.new_user()
+            append_seconds = append_all(server, user, returned)
+            log(f"appended {messages:,} bounces in {append_seconds:.1f} s; polling…")
+            started = time.perf_counter()
+            result = poll_bounces(
+                session,
+                server.url(user),
+                app_bounce_handler(current_app, clock),
+                clock=clock,
+                runner="bench",
+                options=PollOptions(batch_size=batch_size),
+            )
+            seconds = time.perf_counter() - started
+            stats = result.stats
+            assert stats is not None and not stats.error, result.describe()
+            log(result.describe())
+            hard_bounced = session.scalar(
+                select(func.count()).where(QueueItem.bounce_kind == BounceKind.HARD)
+            )
+            return {
+                "part": "poll",
+                "messages": messages,
+                "database": make_url(url).get_backend_name(),
+                "batch_size": batch_size,
+                "seconds": round(seconds, 2),
+                "messages_per_second": round(messages / seconds, 1),
+                "append_seconds": round(append_seconds, 2),
+                "processed": stats.processed,
+                "unparsed": stats.unparsed,
+                "failed": stats.failed,
+                "hard_bounced": hard_bounced,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+    finally:
+        server.stop()
 
 
 def main() -> None:
@@ -153,52 +216,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--database", default=None)
-    parser.add_argument("--handler", choices=("auto", "parse-only"), default="auto")
     args = parser.parse_args()
-    executable = find_dovecot()
-    if executable is None:
-        raise SystemExit("dovecot is not installed (Debian package dovecot-imapd)")
-    server = start_dovecot(executable)
-    try:
-        with bench_database(args.database) as url, migrated_session(url) as session:
-            clock = SystemClock()
-            seed_runtime_settings(session, app_settings(current_app), clock)
-            session.commit()
-            handler = bounce_service_handler() if args.handler == "auto" else None
-            handler_name = "process_message" if handler is not None else "parse-only"
-            user = server.new_user()
-            log(f"appending {args.messages} messages…")
-            append_seconds = append_all(server, user, args.messages)
-            log(f"appended in {append_seconds:.1f} s; polling with {handler_name}…")
-            started = time.perf_counter()
-            result = poll_bounces(
-                session,
-                server.url(user),
-                handler or parse_only,
-                clock=clock,
-                runner="bench",
-                options=PollOptions(batch_size=args.batch_size),
-            )
-            seconds = time.perf_counter() - started
-            stats = result.stats
-            assert stats is not None and not stats.error, result.describe()
-            log(result.describe())
-            figures = {
-                "messages": args.messages,
-                "database": make_url(url).get_backend_name(),
-                "handler": handler_name,
-                "batch_size": args.batch_size,
-                "seconds": round(seconds, 2),
-                "messages_per_second": round(args.messages / seconds, 1),
-                "append_seconds": round(append_seconds, 2),
-                "processed": stats.processed,
-                "unparsed": stats.unparsed,
-                "failed": stats.failed,
-                "peak_rss_mb": peak_rss_mb(),
-            }
-    finally:
-        server.stop()
-    print(json.dumps(figures))
+    print(json.dumps(poll_part(args.messages, args.batch_size, args.database)))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ wall time and of CPU time (one core: the figure per core; on a busy shared
 machine the CPU figure tells the work from the waiting), the best round
 and the median round. Target: at least 2,000 messages/s per core (issue 7).
 
-``poll`` (IMAP throughput against Dovecot) is another part of the bounce
-pipeline and is not built yet: asking for it says so.
+``poll``: one poll of a Dovecot mailbox holding ``--messages`` (5,000)
+bounces of a sent mass email, applied by the bounce service
+(``bench/bounce_poll.py`` describes it; ``--database`` as there).
 
 The last line printed is one JSON object:
 ``{"part": "classify", "messages": …, "rounds": …, "messages_per_second": …,
@@ -86,12 +87,17 @@ def main() -> None:
     parser.add_argument("--part", choices=["classify", "poll", "all"], default="classify")
     parser.add_argument("--corpus", help="the bounce corpus folder (labels.jsonl, messages/)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--messages", type=int, default=5000, help="poll: bounces in the mailbox")
+    parser.add_argument("--batch-size", type=int, default=50, help="poll: messages per fetch")
+    parser.add_argument("--database", help="poll: SQLite (default) or a PostgreSQL URL")
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     if args.part in ("classify", "all"):
         results.append(classify_part(corpus_dir(args.corpus), max(1, args.rounds)))
     if args.part in ("poll", "all"):
-        results.append({"part": "poll", "error": "not built yet"})
+        from bounce_poll import poll_part  # needs the app, Dovecot and a database
+
+        results.append(poll_part(args.messages, args.batch_size, args.database))
     print(json.dumps(results[0] if len(results) == 1 else {"parts": results}))
 
 
