@@ -1097,16 +1097,19 @@ def classify_recipient(
     )
     lowered = diagnostic.lower()
     reply = smtp.reply_code(diagnostic)
+    command = item.command or implied_command(diagnostic)
     provider = vendors.provider_of(item.recipient, item.remote_mta, reporting_mta, lowered)
     evidence = Evidence(
         status=item.status,
         diagnostic=lowered,
-        command=item.command or implied_command(diagnostic),
+        command=command,
         action=item.action,
         reply=reply,
         diagnostic_type=diagnostic_type,
         hint=hint or item.reason,
-        vendor=vendors.vendor_reason(reporter, provider, lowered, item.status, reply)
+        vendor=vendors.vendor_reason(
+            reporter, provider, lowered, item.status, reply, command=command
+        )
         if diagnostic
         else None,
     )

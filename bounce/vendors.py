@@ -109,9 +109,12 @@ PROVIDER_HOSTS: dict[str, tuple[str, ...]] = {
     "aol": (".mail.aol.com", ".mx.aol.com"),
     "apple": (".mail.icloud.com", ".apple.com", ".me.com"),
     "cox": ("cox.net",),
+    "franceptt": (".laposte.net", ".orange.fr", ".wanadoo.fr"),
+    "godaddy": ("smtp.secureserver.net", "mailstore1.secureserver.net"),
     "gsuite": ("googlemail.com",),
     "kddi": (".ezweb.ne.jp", "msmx.au.com"),
     "messagelabs": (".messagelabs.com",),
+    "nttdocomo": ("mfsmax.docomo.ne.jp",),
     "microsoft": (
         ".prod.outlook.com",
         ".protection.outlook.com",
@@ -167,6 +170,7 @@ class VendorRule:
     phrases: tuple[str, ...]
     statuses: tuple[str, ...] = ()
     reply: str | None = None
+    command: str | None = None
 
 
 REPORTER_RULES: dict[str, tuple[VendorRule, ...]] = {
@@ -215,6 +219,12 @@ PROVIDER_RULES: dict[str, tuple[VendorRule, ...]] = {
         VendorRule("rejected", ("sender rejected",)),
         VendorRule("userunknown", ("recipient rejected",)),
     ),
+    # Sisimai rhost GoDaddy (GoDaddy's "Fix rejected email with a bounce
+    # error" page).
+    "godaddy": (
+        VendorRule("suspend", ("account disabled",)),
+        VendorRule("userunknown", ("recipient not found", "account does not exist")),
+    ),
     # Sisimai rhost GSuite: Google's own notice when the address does not
     # exist (no remote reply is quoted).
     "gsuite": (
@@ -233,6 +243,20 @@ PROVIDER_RULES: dict[str, tuple[VendorRule, ...]] = {
     "kddi": (
         VendorRule("filtered", ("550 : user unknown",)),
         VendorRule("userunknown", (">: user unknown",)),
+    ),
+    # Sisimai rhost NTTDOCOMO (docomo.ne.jp's mfsmax): its refusal of an
+    # unknown user after DATA is the recipient's reception filter or a
+    # refused sender, at RCPT TO a missing mailbox.
+    "nttdocomo": (
+        VendorRule("userunknown", ("",), ("5.1.1", "5.0.911")),
+        VendorRule("filtered", ("",), ("5.2.0",)),
+        VendorRule("mailboxfull", ("552 too much mail data",)),
+        VendorRule("toomanyconn", ("552 too many recipients",)),
+        # Sisimai since March 2025 reads any "550 Unknown user" as a missing
+        # mailbox; after DATA it is the reception filter's word (precision
+        # first: the older rule, by the command it answered).
+        VendorRule("userunknown", ("",), ("5.0.0",), command="RCPT"),
+        VendorRule("rejected", ("",), ("5.0.0",), command="DATA"),
     ),
     # Sisimai rhost MessageLabs (Broadcom's Email Security.cloud knowledge
     # base: "No such user", "Invalid recipient", "Recipient mailbox is not
@@ -302,15 +326,57 @@ def vendor_reason(
     diagnostic: str,
     status: str | None,
     reply: str | None,
+    *,
+    command: str | None = None,
 ) -> str | None:
     """The reason the reporter's rules, else the provider's, give for this
     (lower-case) diagnostic; None when neither names the case."""
+    if provider == "franceptt":
+        coded = _franceptt_reason(diagnostic)
+        if coded:
+            return coded
     for vendor, table in ((reporter, REPORTER_RULES), (provider, PROVIDER_RULES)):
         for rule in table.get(vendor or "", ()):
             if rule.statuses and status not in rule.statuses:
                 continue
             if rule.reply and rule.reply != reply:
                 continue
+            if rule.command and rule.command != command:
+                continue
             if any(phrase in diagnostic for phrase in rule.phrases):
                 return rule.reason
     return None
+
+
+# Orange and La Poste (Sisimai rhost FrancePTT, after the providers' error
+# code lists): the number after the "LPN"/"OFR" label names the reason.
+_FRANCEPTT_LABEL = re.compile(r"\b(?:lpnaaa|lpn|ofr|ouk)[0-9]*[-_]([0-9]{3})\b")
+FRANCEPTT_CODES: dict[str, str] = {
+    "101": "blocked",
+    "102": "blocked",
+    "103": "blocked",
+    "104": "toomanyconn",
+    "305": "securityerror",
+    "401": "authfailure",
+    "402": "securityerror",
+    "403": "rejected",
+    "405": "rejected",
+    "415": "rejected",
+    "416": "userunknown",  # Adresse d'au moins un destinataire invalide
+    "417": "mailboxfull",  # Boite du destinataire pleine
+    "420": "suspend",  # Boite du destinataire archivee
+    "421": "rejected",
+    "426": "suspend",  # Le compte du destinataire est bloque
+    "505": "systemerror",
+    "506": "spamdetected",
+    "510": "blocked",
+    "514": "mesgtoobig",
+    "517": "authfailure",
+    "630": "policyviolation",
+    "999": "blocked",
+}
+
+
+def _franceptt_reason(diagnostic: str) -> str | None:
+    found = _FRANCEPTT_LABEL.findall(diagnostic)
+    return FRANCEPTT_CODES.get(found[-1]) if found else None
