@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from bounce import smtp
+from bounce import smtp, vendors
 from bounce.report import BounceReport, RecipientReport, ReportKind
 
 HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
@@ -869,6 +869,7 @@ class Evidence:
     reply: str | None = None
     diagnostic_type: str | None = None
     hint: str | None = None  # a reason a format detector is sure of
+    vendor: str | None = None  # the reason a vendor's own rule gives (bounce.vendors)
 
 
 # RFC 3464 §2.3.6 diagnostic types other than SMTP that a parser keeps as
@@ -1009,6 +1010,10 @@ def decide_reason(ev: Evidence) -> str:
         return ev.hint
     if ev.action == "delivered" or (ev.status or "").startswith("2."):
         return "delivered"
+    if ev.vendor:
+        # Sisimai's order: the reporter's (lhost) and the provider's (rhost)
+        # rules decide before the generic table.
+        return ev.vendor
     coded = STATUS_REASONS.get(ev.status or "", "")
     if ev.diagnostic_type in (None, "SMTP"):
         for reason in FIRST_PASS:
@@ -1077,21 +1082,36 @@ def implied_command(diagnostic: str) -> str | None:
     return None
 
 
-def classify_recipient(item: RecipientReport, hint: str | None = None) -> RecipientReport:
-    """One recipient with its reason and kind filled in."""
+def classify_recipient(
+    item: RecipientReport,
+    hint: str | None = None,
+    reporter: str | None = None,
+    reporting_mta: str | None = None,
+) -> RecipientReport:
+    """One recipient with its reason and kind filled in. ``reporter`` and
+    ``reporting_mta`` (from the report) select the vendor rules."""
     diagnostic = item.diagnostic or ""
     kind, separator, _ = diagnostic.partition(";")
     diagnostic_type = (
         kind.strip().upper() if separator and kind.strip().upper() in DIAGNOSTIC_TYPES else None
     )
+    lowered = diagnostic.lower()
+    reply = smtp.reply_code(diagnostic)
+    command = item.command or implied_command(diagnostic)
+    provider = vendors.provider_of(item.recipient, item.remote_mta, reporting_mta, lowered)
     evidence = Evidence(
         status=item.status,
-        diagnostic=diagnostic.lower(),
-        command=item.command or implied_command(diagnostic),
+        diagnostic=lowered,
+        command=command,
         action=item.action,
-        reply=smtp.reply_code(diagnostic),
+        reply=reply,
         diagnostic_type=diagnostic_type,
         hint=hint or item.reason,
+        vendor=vendors.vendor_reason(
+            reporter, provider, lowered, item.status, reply, command=command
+        )
+        if diagnostic
+        else None,
     )
     reason = decide_reason(evidence)
     return replace(item, reason=reason, kind=kind_of(reason, item.status))
@@ -1107,7 +1127,10 @@ def classify(report: BounceReport) -> BounceReport:
         return report
     if not report.is_bounce:
         return report
-    recipients = tuple(classify_recipient(item) for item in report.recipients)
+    recipients = tuple(
+        classify_recipient(item, reporter=report.reporter, reporting_mta=report.reporting_mta)
+        for item in report.recipients
+    )
     failed = [item for item in recipients if item.kind is not None]
     if not failed:
         return replace(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from bounce import addresses, smtp
+from bounce import addresses, smtp, vendors
 from bounce.arf import read_feedback
 from bounce.autoreply import is_autoreply, responder
 from bounce.dsn import DsnRecipient, has_dsn_fields, parse_dsn
@@ -119,7 +119,13 @@ def _parse(raw: bytes, wrapped: bool = False) -> BounceReport:
         prose = read_report(text, _senders(headers, returned), _addressed_to(returned))
     if returned is not view.returned:
         base = _identifiers(headers, returned, view.problems)
-    records = [record for text in view.dsn_texts for record in parse_dsn(text).recipients]
+    dsn_reports = [parse_dsn(text) for text in view.dsn_texts]
+    records = [record for dsn in dsn_reports for record in dsn.recipients]
+    reporting_mta = next(
+        (dsn.reporting_mta for dsn in dsn_reports if dsn.reporting_mta), None
+    ) or _handed_over_by(headers)
+    reporter = vendors.reporter_of(headers, text)
+    base = replace(base, reporter=reporter, reporting_mta=reporting_mta)
     bouncy = _looks_like_bounce(view, records)
     if not records and is_autoreply(headers, view.subject, bouncy or bool(prose.reply_lines)):
         who = responder(headers)
@@ -138,6 +144,9 @@ def _parse(raw: bytes, wrapped: bool = False) -> BounceReport:
     else:
         recipients = [_from_prose(item, prose) for item in prose.recipients]
     recipients = [item for item in recipients if item.recipient or item.status]
+    sentence = vendors.notice_sentence(reporter, prose.report)
+    if sentence:
+        recipients = [_with_notice(item, sentence) for item in recipients]
     if not recipients and bouncy:
         fallback = addresses.normalise(_header(returned, "to"))
         recipients = [_fallback_recipient(fallback, prose)]
@@ -298,6 +307,29 @@ def _fallback_recipient(address: str | None, prose: TextReport) -> RecipientRepo
         diagnostic=_tidy(diagnostic) or None,
         command=smtp.find_command(prose.report),
     )
+
+
+def _with_notice(item: RecipientReport, sentence: str) -> RecipientReport:
+    """The recipient with the reporter's statement of the reason in front of
+    its diagnostic (EZweb states it once, above the recipients)."""
+    diagnostic = item.diagnostic or ""
+    if sentence in diagnostic:
+        return item
+    return replace(item, diagnostic=_tidy(f"{sentence} {diagnostic}"))
+
+
+# "from <host> (...)" of a Received field: the host that handed it over.
+_RECEIVED_FROM = re.compile(r"^\s*from\s+([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)+)", re.I)
+
+
+def _handed_over_by(headers: Headers) -> str | None:
+    """The host that handed the bounce to us, from the newest Received field
+    naming a host (Sisimai's fallback for the reporting host)."""
+    for value in headers.get_all("received")[:8]:
+        match = _RECEIVED_FROM.match(value)
+        if match and match.group(1).lower() not in ("localhost", "localhost.localdomain"):
+            return match.group(1).lower()
+    return None
 
 
 def _tidy(text: str | None) -> str | None:

@@ -136,9 +136,13 @@ def read_report(
     recipients = []
     for position, (line_index, value, strength) in enumerate(chosen):
         stop = chosen[position + 1][0] if position + 1 < len(chosen) else len(lines)
+        transcript = ""
         if _SENDMAIL_RECIPIENT.match(lines[line_index]):
             stop = _continuation_end(lines, line_index)
+            transcript = _transcript_for(lines, value)
         block = _block(lines, line_index, stop)
+        if transcript and transcript not in block:
+            block = f"{transcript}\n{block}"
         recipients.append(TextRecipient(value, block, strength))
     return TextReport(report, returned, recipients, found_lines)
 
@@ -168,6 +172,23 @@ def _candidates(lines: list[str], senders: set[str]) -> list[tuple[int, str, int
                 strength = 2
             found.append((index, value, strength))
     return found
+
+
+def _transcript_for(lines: list[str], address: str) -> str:
+    """Sendmail's session transcript about ``address``: the command it sent
+    (``>>> RCPT To:<user@host>``) and the replies (``<<< 550 ...``) that
+    follow it, which say which command the server refused."""
+    lowered = address.lower()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith(">>>") and lowered in stripped.lower():
+            found = [stripped]
+            for after in lines[index + 1 : index + 6]:
+                if not after.strip().startswith("<<<"):
+                    break
+                found.append(after.strip())
+            return "\n".join(found) if len(found) > 1 else ""
+    return ""
 
 
 def _continuation_end(lines: list[str], start: int) -> int:

@@ -77,5 +77,11 @@ class BounceReport:
     returned_queue_item_header: str | None = None
     returned_message_id: str | None = None
     queue_item_id: int | None = None
+    # The mail system that wrote the bounce, when the parser recognised it
+    # (``bounce.vendors``: "ezweb", "trendmicro", ...), and the host that
+    # reported (the DSN's Reporting-MTA, else the host that handed the
+    # bounce over): some wording means different things per vendor.
+    reporter: str | None = None
+    reporting_mta: str | None = None
     # Why the parser gave up on parts of the message (never raised).
     problems: tuple[str, ...] = field(default=())

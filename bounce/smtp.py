@@ -106,10 +106,19 @@ def reply_code(text: str) -> str | None:
     return None
 
 
+# An envelope listed as a summary ("RCPT TO: user@host", Apache James's
+# "Message details:"): the field, a space and a bare address. A session
+# transcript writes the command itself ("RCPT TO:<user@host>").
+_ENVELOPE_SUMMARY = re.compile(r"\b(?:RCPT TO|MAIL FROM): (?=[^<\s]+@)")
+
+
 def find_command(text: str) -> str | None:
     """The SMTP command a quoted reply answered: the latest-in-session
     command named in ``text`` in capitals (``RCPT TO``, ``MAIL FROM``,
-    ``DATA``…), not a part of a longer word (``DATABASE``)."""
+    ``DATA``…), not a part of a longer word (``DATABASE``), nor an
+    envelope summary."""
+    if ": " in text:
+        text = _ENVELOPE_SUMMARY.sub("", text)
     found: str | None = None
     for needle, name in _COMMANDS:
         start = 0
