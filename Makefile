@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests and benchmarks need; installed by `make test` only
-# when missing. postfix: only its smtp-sink binary (bench/dispatch.py's peer).
-DEBIAN_PACKAGES := spamassassin postfix
+# when missing. postfix: only its smtp-sink binary (bench/dispatch.py's peer);
+# chromium: the browser the web UI tests drive through Playwright.
+DEBIAN_PACKAGES := spamassassin postfix chromium
 
 .PHONY: run test lint typecheck unit install install-dev system-packages
 

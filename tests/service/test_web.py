@@ -1,4 +1,4 @@
-"""The web app's status pages through the Flask test client."""
+"""The web app's dashboard and health page through the Flask test client."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app.clock import FixedClock
+from app.models import Role
 from app.services.contacts import ContactInput, save_contact
+from tests.web_client import logged_in
 
 
 def test_healthz_reports_ok(app: Flask) -> None:
@@ -15,7 +17,7 @@ def test_healthz_reports_ok(app: Flask) -> None:
     assert response.get_json() == {"status": "ok"}
 
 
-def test_index_shows_counts_but_no_contact_data(
+def test_dashboard_shows_counts_but_no_contact_data(
     app: Flask, session: Session, clock: FixedClock
 ) -> None:
     people = [
@@ -27,12 +29,12 @@ def test_index_shows_counts_but_no_contact_data(
         save_contact(session, person, clock)
     session.commit()
 
-    response = app.test_client().get("/")
+    response = logged_in(app, "boss@sluice.test", Role.MARKETER).get("/")
     page = response.get_data(as_text=True)
 
     assert response.status_code == 200
-    assert "Contacts: 3" in page
-    assert "Target lists: 0" in page
+    assert "<strong>3</strong> contacts" in page
+    assert "<strong>0</strong> target lists" in page
     for private in (
         "ann.secret",
         "bob.private",
