@@ -4,8 +4,11 @@ logging in, and forms posted with their CSRF token as a browser would."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
@@ -14,6 +17,7 @@ from werkzeug.test import TestResponse
 from app.clock import FixedClock
 from app.extensions import db
 from app.models import Role, User
+from tests.conftest import make_test_app
 
 PASSWORD = "correct horse battery staple"
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"|name="csrf-token" content="([^"]+)"')
@@ -71,10 +75,25 @@ def logged_in(app: Flask, email: str, role: Role = Role.ADMIN) -> FlaskClient:
     client = app.test_client()
     response = login(client, email)
     assert response.status_code == 302, response.get_data(as_text=True)
+    # The session's token, read once: reading a page later would show (and
+    # so consume) the flash messages a test wants to see.
+    client.sluice_csrf_token = csrf_token(client, "/account")  # type: ignore[attr-defined]
     return client
 
 
 def post_form(client: FlaskClient, url: str, data: dict[str, Any] | None = None) -> TestResponse:
     """POST ``data`` with the CSRF token of the client's session."""
-    token = csrf_token(client, "/account")
+    token = getattr(client, "sluice_csrf_token", None) or csrf_token(client, "/account")
     return client.post(url, data={**(data or {}), "csrf_token": token})
+
+
+@pytest.fixture
+def web(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """An app for the test client, on the test's database but outside any
+    application context: each request then gets its own context (and its
+    own ``g``), as in production. (Requests made inside the ``app``
+    fixture's context would share one ``g`` between requests.)"""
+    web_app = make_test_app(database_url, tmp_path / "web-instance")
+    yield web_app
+    with web_app.app_context():
+        db.engine.dispose()

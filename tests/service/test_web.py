@@ -8,7 +8,9 @@ from sqlalchemy.orm import Session
 from app.clock import FixedClock
 from app.models import Role
 from app.services.contacts import ContactInput, save_contact
-from tests.web_client import logged_in
+from tests.web_client import logged_in, web
+
+__all__ = ["web"]  # the fixture
 
 
 def test_healthz_reports_ok(app: Flask) -> None:
@@ -18,7 +20,7 @@ def test_healthz_reports_ok(app: Flask) -> None:
 
 
 def test_dashboard_shows_counts_but_no_contact_data(
-    app: Flask, session: Session, clock: FixedClock
+    web: Flask, session: Session, clock: FixedClock
 ) -> None:
     people = [
         ContactInput(email="ann.secret@example.com", first_name="Annabel", last_name="Zedwick"),
@@ -29,7 +31,7 @@ def test_dashboard_shows_counts_but_no_contact_data(
         save_contact(session, person, clock)
     session.commit()
 
-    response = logged_in(app, "boss@sluice.test", Role.MARKETER).get("/")
+    response = logged_in(web, "boss@sluice.test", Role.MARKETER).get("/")
     page = response.get_data(as_text=True)
 
     assert response.status_code == 200
