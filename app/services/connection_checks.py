@@ -70,6 +70,9 @@ def check_smtp(settings: SmtpSettings, ssl_context: ssl.SSLContext | None = None
         if settings.security is Security.TLS
         else smtplib.SMTP(timeout=settings.timeout)
     )
+    # Made without a host so that connect() hands back the greeting; TLS
+    # checks the certificate against ``_host``, which only the constructor sets.
+    connection._host = settings.host  # type: ignore[attr-defined]
     step = "connect"
     try:
         transcript.add("greeting", connection.connect(settings.host, settings.port))
