@@ -27,7 +27,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -218,7 +218,3 @@ def change_own_password(session: Session, user_id: int, current: str, new: str) 
     user.password_hash = generate_password_hash(new)
     session.flush()
     return user
-
-
-def count_users(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(User)) or 0)

@@ -188,7 +188,3 @@ def init_access(app: Flask, secure_cookies: bool) -> None:
     login_manager.unauthorized_handler(_unauthorized)
     app.before_request(_require_login)
     app.register_error_handler(403, _forbidden)
-
-    @app.context_processor
-    def _roles() -> dict[str, object]:
-        return {"Role": Role}

@@ -11,15 +11,16 @@ Rules:
   design: the ``public`` blueprint (opt-out links and RFC 8058 one-click
   POSTs come from mail clients without a session) and any path under
   ``/webhooks/`` (providers' callbacks, authenticated by their signatures).
-- **Security headers on every response**, set only where a blueprint has
-  not set its own (``public`` and ``dev_mail`` keep their stricter or
-  sandboxed policies): a Content-Security-Policy that allows scripts and
+- **Security headers on every response**; where a blueprint set its own
+  policy (``public`` and ``dev_mail`` keep their stricter or sandboxed
+  ones) only the headers it did not set are added: a Content-Security-Policy that allows scripts and
   styles only from the app's own files (no inline script, no inline
   style, no framing by anyone), ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: same-origin`` and ``X-Frame-Options: DENY`` for
   browsers older than ``frame-ancestors``.
-- The app's pages (not its static files, not ``public``) are ``Cache-Control: no-store``: a shared
-  computer's back button must not show them after log-out.
+- The app's pages (not its static files, not ``public``) are
+  ``Cache-Control: no-store``: a shared computer's back button must not
+  show them after log-out.
 """
 
 from __future__ import annotations
@@ -65,8 +66,13 @@ def _check_csrf() -> None:
 
 
 def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    if "Content-Security-Policy" in response.headers:
+        # A blueprint's own policy (public, dev_mail) decides about framing:
+        # the caught mail's HTML part is framed by our own page.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    else:
+        response.headers.update(SECURITY_HEADERS)
     if request.endpoint != "static" and request.blueprint not in CSRF_EXEMPT_BLUEPRINTS:
         response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -150,6 +150,8 @@ def test_a_hostile_message_is_escaped_and_its_html_sandboxed(
     assert "default-src 'none'" in policy and "sandbox" in policy
     assert "img-src data: cid:" in policy
     assert html.headers["X-Content-Type-Options"] == "nosniff"
+    # Framed by our own message page: no X-Frame-Options: DENY added to it.
+    assert "X-Frame-Options" not in html.headers
 
 
 def test_raw_download_is_the_message_as_received(client: FlaskClient, catcher: MailCatcher) -> None:
