@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests and benchmarks need; installed by `make test` only
-# when missing. postfix: only its smtp-sink binary (bench/dispatch.py's peer).
-DEBIAN_PACKAGES := spamassassin postfix dovecot-imapd
+# when missing. postfix: only its smtp-sink binary (bench/dispatch.py's peer);
+# dovecot-imapd: the IMAP server of the bounce poller's tests; chromium: the
+# browser the web UI tests drive through Playwright.
+DEBIAN_PACKAGES := spamassassin postfix dovecot-imapd chromium
 
 .PHONY: run test lint typecheck unit install install-dev system-packages
 

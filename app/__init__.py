@@ -14,6 +14,7 @@ from config import Settings, ensure_secret_key, load_settings
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         __name__,
         instance_path=str(instance_path),
         template_folder=str(TEMPLATES_DIR),
-        static_folder=None,
+        static_folder=str(STATIC_DIR),
+        static_url_path="/static",
     )
     database_url = normalise_database_url(settings.database_url_or_default())
     app.config.update(
@@ -36,9 +38,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         SLUICE_SETTINGS=settings,
         # Parsed at start-up so a bad key stops Sluice, not the first send.
         SLUICE_DKIM_KEY=load_dkim_key(settings),
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.site_url.startswith("https://"),
     )
 
     db.init_app(app)
@@ -46,9 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     with app.app_context():
         configure_sqlite(db.engine)
 
-    from app.web import register_blueprints
+    from app.web import init_web
 
-    register_blueprints(app)
+    init_web(app, secure_cookies=settings.secure_cookies())
     return app
 
 

@@ -84,6 +84,16 @@ def _url_parser(*schemes: str) -> Callable[[object], str]:
     return parse
 
 
+COOKIE_SECURE_CHOICES = ("auto", "always", "never")
+
+
+def _parse_cookie_secure(value: object) -> str:
+    text = _parse_str(value).strip().lower()
+    if text not in COOKIE_SECURE_CHOICES:
+        raise ValueError(f"expected one of {', '.join(COOKIE_SECURE_CHOICES)}")
+    return text
+
+
 def _parse_address(value: object) -> str:
     text = _parse_str(value).strip()
     if text and (text.count("@") != 1 or text.startswith("@") or text.endswith("@")):
@@ -119,6 +129,8 @@ class Settings:
     bounce_address: str = field(default="", metadata={"parse": _parse_address})
     admin_email: str = field(default="", metadata={"parse": _parse_address})
     admin_password: str = field(default="", metadata={"parse": _parse_str})
+    # The session cookie's Secure flag: "auto" sets it when site_url is https.
+    cookie_secure: str = field(default="auto", metadata={"parse": _parse_cookie_secure})
     # Seeds for the runtime settings stored in the database.
     default_max_per_hour: int = field(default=1000, metadata={"parse": _parse_positive_int})
     default_batch_size: int = field(default=100, metadata={"parse": _parse_positive_int})
@@ -146,6 +158,12 @@ class Settings:
                 f"{', '.join(missing)} not set: DKIM signing needs "
                 f"{', '.join(DKIM_SETTINGS)} together (set {', '.join(given)})"
             )
+
+    def secure_cookies(self) -> bool:
+        """Whether cookies get the Secure flag (sent over HTTPS only)."""
+        if self.cookie_secure == "auto":
+            return self.site_url.startswith("https://")
+        return self.cookie_secure == "always"
 
     def database_url_or_default(self) -> str:
         """The configured URL, or a SQLite file under the instance folder."""

@@ -1,7 +1,7 @@
 """SQLAlchemy models, one module per area; import them all here so Alembic
 and ``Base.metadata`` see every table."""
 
-from app.models.admin import Role, RuntimeSetting, User
+from app.models.admin import LoginAttempt, Role, RuntimeSetting, User
 from app.models.base import Base
 from app.models.bounce_mailbox import BounceMailboxCheckpoint
 from app.models.bounces import (
@@ -56,6 +56,7 @@ __all__ = [
     "EmailTemplate",
     "JobRun",
     "JobRunOutcome",
+    "LoginAttempt",
     "MassEmail",
     "MassEmailStatus",
     "MessageOutcome",

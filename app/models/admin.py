@@ -40,3 +40,22 @@ class RuntimeSetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """One log-in attempt, kept for the rate limit
+    (``app.services.login_throttle``, its only writer). ``email_lower`` is
+    the case-folded address typed, whether or not such a user exists."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_email_lower_attempted_at", "email_lower", "attempted_at"),
+        Index("ix_login_attempts_ip_attempted_at", "ip", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_lower: Mapped[str] = mapped_column(String(320))
+    # An IPv6 address in text is at most 45 characters.
+    ip: Mapped[str] = mapped_column(String(45))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    succeeded: Mapped[bool] = mapped_column(Boolean)

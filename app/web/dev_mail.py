@@ -12,8 +12,9 @@ Rules kept here (the folder's rules are in ``app.services.caught_mail``):
   image, font or stylesheet: looking at a message must not fetch tracking
   pixels or anything else), and shown in an ``<iframe sandbox>``. Every
   other value (subject, headers, text part) is HTML-escaped by Jinja.
+- **Behind the log-in**, like every page of the UI (``app.web.access``).
 - **Clearing is a POST** (a link scanner or prefetch must not empty the
-  folder). CSRF protection arrives with the web UI's login.
+  folder) with the UI's CSRF token (``app.web.security``).
 - Ids are validated by ``caught_mail``: anything else is a 404.
 """
 
@@ -40,9 +41,10 @@ MAIL_CATCHER_DIR_KEY = "MAIL_CATCHER_DIR"
 
 dev_mail = Blueprint("dev_mail", __name__, url_prefix="/dev/mail")
 
-# Our own pages: no scripts; frames only from ourselves (the HTML part).
+# Our own pages: no scripts at all; the app's stylesheet; frames only from
+# ourselves (the HTML part).
 PAGE_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; "
+    "default-src 'none'; style-src 'self'; frame-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 # A caught message's HTML: a sandbox (unique origin, no scripts, no forms),

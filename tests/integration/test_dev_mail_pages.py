@@ -1,8 +1,9 @@
 """The ``/dev/mail`` pages through the Flask test client, over mail caught
-by a real catcher."""
+by a real catcher, logged in (they are behind the log-in like every page)."""
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.clock import FixedClock
+from app.models import Role
 from app.services import caught_mail
 from app.services.mail_catcher import MailCatcher
 from app.web.dev_mail import MAIL_CATCHER_DIR_KEY
 from tests.conftest import make_test_app
+from tests.web_client import logged_in, post_form
 
 HOSTILE_SUBJECT = '<script>alert("subject")</script>'
 HOSTILE_HTML = '<p>Hi</p><script>alert("html")</script><img src="https://tracker.example/p.gif">'
@@ -40,16 +43,17 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app(tmp_path: Path, folder: Path) -> Flask:
-    # These pages read files only; the database is never opened.
-    flask_app = make_test_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "instance")
+def app(tmp_path: Path, folder: Path, sqlite_template: Path) -> Flask:
+    # These pages read files; the database only holds the logged-in user.
+    shutil.copyfile(sqlite_template, tmp_path / "sluice.db")
+    flask_app = make_test_app(f"sqlite:///{tmp_path / 'sluice.db'}", tmp_path / "instance")
     flask_app.config[MAIL_CATCHER_DIR_KEY] = str(folder)
     return flask_app
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return logged_in(app, "developer@sluice.test", Role.MARKETER)
 
 
 @pytest.fixture
@@ -67,7 +71,9 @@ def send(catcher: MailCatcher, content: bytes) -> str:
     return caught_mail.message_ids(catcher.directory)[0]
 
 
-def test_without_a_catcher_folder_every_page_is_not_found(app: Flask, folder: Path) -> None:
+def test_without_a_catcher_folder_every_page_is_not_found(
+    app: Flask, client: FlaskClient, folder: Path
+) -> None:
     caught_mail.store_message(
         folder,
         "20260302T090000000000Z-000001-0123abcd",
@@ -76,7 +82,6 @@ def test_without_a_catcher_folder_every_page_is_not_found(app: Flask, folder: Pa
         datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
     )
     del app.config[MAIL_CATCHER_DIR_KEY]
-    client = app.test_client()
 
     for url in (
         "/dev/mail",
@@ -84,7 +89,7 @@ def test_without_a_catcher_folder_every_page_is_not_found(app: Flask, folder: Pa
         "/dev/mail/20260302T090000000000Z-000001-0123abcd/raw",
     ):
         assert client.get(url).status_code == 404
-    assert client.post("/dev/mail/clear").status_code == 404
+    assert post_form(client, "/dev/mail/clear").status_code == 404
     assert caught_mail.list_messages(folder).total == 1
 
 
@@ -145,6 +150,8 @@ def test_a_hostile_message_is_escaped_and_its_html_sandboxed(
     assert "default-src 'none'" in policy and "sandbox" in policy
     assert "img-src data: cid:" in policy
     assert html.headers["X-Content-Type-Options"] == "nosniff"
+    # Framed by our own message page: no X-Frame-Options: DENY added to it.
+    assert "X-Frame-Options" not in html.headers
 
 
 def test_raw_download_is_the_message_as_received(client: FlaskClient, catcher: MailCatcher) -> None:
@@ -199,9 +206,21 @@ def test_clear_all_is_a_post_that_empties_the_folder(
 
     assert client.get("/dev/mail/clear").status_code == 404  # GET changes nothing
     assert caught_mail.list_messages(folder).total == 2
-    response = client.post("/dev/mail/clear")
+    assert client.post("/dev/mail/clear").status_code == 400  # no CSRF token
+    assert caught_mail.list_messages(folder).total == 2
+    response = post_form(client, "/dev/mail/clear")
 
     assert response.status_code == 303
     assert response.headers["Location"] == "/dev/mail"
     assert caught_mail.list_messages(folder).total == 0
     assert "No messages." in client.get("/dev/mail").get_data(as_text=True)
+
+
+def test_the_pages_need_a_log_in(app: Flask, catcher: MailCatcher) -> None:
+    message_id = send(catcher, b"Subject: private\r\n\r\nbody\r\n")
+    anonymous = app.test_client()
+
+    for url in ("/dev/mail", f"/dev/mail/{message_id}", f"/dev/mail/{message_id}/raw"):
+        response = anonymous.get(url)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/login?next=")

@@ -3,12 +3,14 @@ test client, which shares the test's application context)."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +20,26 @@ from app.services import caught_mail
 from app.services.mail_catcher import default_directory
 from tests.conftest import TEST_SECRET_KEY
 from tests.waiting import wait_until
+from tests.web_client import token_in
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "a long enough admin password"
+
+
+def logged_in_opener(base_url: str) -> urllib.request.OpenerDirector:
+    """An HTTP client with a cookie jar, logged in as the first admin the
+    way a browser does (the form's CSRF token, then the POST)."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(f"{base_url}/login", timeout=10) as response:
+        token = token_in(response.read().decode())
+    form = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token}
+    with opener.open(
+        f"{base_url}/login", data=urllib.parse.urlencode(form).encode(), timeout=10
+    ) as response:
+        assert b"Logged in as" in response.read()
+    return opener
 
 
 def free_port() -> int:
@@ -76,7 +98,9 @@ def test_server_answers_over_http(database_url: str, tmp_path: Path, command: st
             assert response.status == 200
             assert b'"status":"ok"' in response.read().replace(b" ", b"")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
-            assert b"Sluice is running" in response.read()
+            # Redirected to the log-in page: nothing is shown to a visitor.
+            assert response.url == f"http://127.0.0.1:{port}/login?next=/"
+            assert b"<h1>Log in</h1>" in response.read()
     finally:
         process.terminate()
         # `run` first lets the job runs under way finish.
@@ -96,6 +120,7 @@ def test_run_sends_a_scheduled_campaign_into_its_mail_catcher(
         "SLUICE_DATABASE_URL": database_url,
         "SLUICE_INSTANCE_PATH": str(instance),
         "SLUICE_SECRET_KEY": TEST_SECRET_KEY,
+        "SLUICE_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
     sluice = [sys.executable, "-c", "from app.cli import main; main()"]
 
@@ -137,7 +162,8 @@ def test_run_sends_a_scheduled_campaign_into_its_mail_catcher(
         sent = int(re.search(r"sent\s+(\d+)", status).group(1))  # type: ignore[union-attr]
         caught = caught_mail.list_messages(default_directory(instance), per_page=1)
         assert sent > 100 and caught.total == sent
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/dev/mail", timeout=10) as response:
+        opener = logged_in_opener(f"http://127.0.0.1:{port}")
+        with opener.open(f"http://127.0.0.1:{port}/dev/mail", timeout=10) as response:
             assert f"/dev/mail/{caught.messages[0].id}".encode() in response.read()
     finally:
         process.terminate()

@@ -102,30 +102,31 @@ INDEXES_BEFORE_0009 = {"ix_queue_items_claimable", "ix_queue_items_claimable_gro
 INDEXES_OF_0009 = {f"ix_queue_items_claimable_{group}" for group in DomainGroup}
 
 
-def added_by_later_revisions(difference: Any) -> bool:
-    """A table (or an index of one) that a revision after 0009 creates:
-    tables are only ever added whole, so at an older revision the models'
-    new tables are simply missing."""
-    if difference[0] == "add_table":
-        return True
-    return difference[0] == "add_index" and difference[1].table.name in TABLES_AFTER_0009
-
-
-# The tables revisions after 0009 create.
+# Tables that later migrations create: 0010 (the suppression list and
+# bounces), 0011 (the bounce mailbox's checkpoints), 0012 (the log-in rate
+# limit).
 TABLES_AFTER_0009 = {
     "suppressions",
     "suppression_removals",
     "bounce_messages",
     "bounce_events",
     "bounce_mailbox_checkpoints",
+    "login_attempts",
 }
+
+
+def _of_a_later_table(difference: Any) -> bool:
+    kind, subject = difference[0], difference[1]
+    if kind == "add_table":
+        return subject.name in TABLES_AFTER_0009
+    return kind == "add_index" and subject.table.name in TABLES_AFTER_0009
 
 
 def schema_differences_at_0008() -> list[Any]:
     """The schema's differences from the models at revision 0008, besides
     the claim indexes migration 0009 changes (which must still be 0008's)
-    and the tables later revisions add."""
-    differences = [d for d in schema_differences() if not added_by_later_revisions(d)]
+    and the tables of later migrations."""
+    differences = [d for d in schema_differences() if not _of_a_later_table(d)]
     replaced = [
         difference
         for difference in differences

@@ -1,5 +1,5 @@
-"""The first administrator: created once, its password shown once and stored
-only as a hash."""
+"""Users: the first administrator (created once, its password shown once and
+stored only as a hash), log-in checks, and accounts an administrator manages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,18 @@ from werkzeug.security import check_password_hash
 
 from app.clock import FixedClock
 from app.models import Role, User
-from app.services.users import DEFAULT_ADMIN_EMAIL, MIN_PASSWORD_LENGTH, ensure_first_admin
+from app.services.users import (
+    DEFAULT_ADMIN_EMAIL,
+    MIN_PASSWORD_LENGTH,
+    UserError,
+    authenticate,
+    change_own_password,
+    change_role,
+    create_user,
+    ensure_first_admin,
+    reset_password,
+    set_active,
+)
 from config import load_settings
 
 
@@ -70,3 +81,99 @@ def test_short_password_is_refused_and_nothing_created(session: Session, clock: 
         ensure_first_admin(session, clock, "boss@example.org", "x" * (MIN_PASSWORD_LENGTH - 1))
     session.rollback()
     assert session.scalar(select(func.count()).select_from(User)) == 0
+
+
+# ------------------------------------------------- accounts an administrator manages
+
+
+def admin_and_marketer(session: Session, clock: FixedClock) -> tuple[User, User]:
+    admin = create_user(session, clock, "Boss@Example.org", Role.ADMIN).user
+    marketer = create_user(session, clock, "mark@example.org", Role.MARKETER).user
+    session.commit()
+    return admin, marketer
+
+
+def test_a_created_user_logs_in_with_the_password_shown_once(
+    session: Session, clock: FixedClock
+) -> None:
+    created = create_user(session, clock, " Mark@Example.ORG ", Role.MARKETER)
+    session.commit()
+
+    assert created.user.email == "Mark@example.org"
+    assert len(created.password) >= MIN_PASSWORD_LENGTH
+    assert created.password not in created.user.password_hash
+    assert authenticate(session, "mark@EXAMPLE.org", created.password) == created.user
+    assert authenticate(session, "mark@example.org", created.password + "x") is None
+    assert authenticate(session, "nobody@example.org", created.password) is None
+
+
+@pytest.mark.parametrize(
+    ("email", "message"),
+    [("not an address", "must have an @-sign"), ("MARK@example.org", "already exists")],
+)
+def test_a_bad_or_taken_address_is_refused_naming_the_field(
+    session: Session, clock: FixedClock, email: str, message: str
+) -> None:
+    create_user(session, clock, "mark@example.org", Role.MARKETER)
+    session.commit()
+
+    with pytest.raises(UserError, match=message) as refused:
+        create_user(session, clock, email, Role.ADMIN)
+    assert refused.value.field == "email"
+
+
+def test_the_last_active_admin_is_neither_demoted_nor_deactivated(
+    session: Session, clock: FixedClock
+) -> None:
+    admin, marketer = admin_and_marketer(session, clock)
+
+    with pytest.raises(UserError, match="last active administrator"):
+        change_role(session, admin.id, Role.MARKETER)
+    with pytest.raises(UserError, match="last active administrator"):
+        set_active(session, marketer.id, admin.id, False)
+    with pytest.raises(UserError, match="your own account"):
+        set_active(session, admin.id, admin.id, False)
+    session.rollback()
+
+    change_role(session, marketer.id, Role.ADMIN)
+    set_active(session, marketer.id, admin.id, False)
+    session.commit()
+    assert not admin.active and marketer.role == Role.ADMIN
+
+
+def test_an_inactive_user_cannot_log_in(session: Session, clock: FixedClock) -> None:
+    created = create_user(session, clock, "mark@example.org", Role.MARKETER)
+    admin = create_user(session, clock, "boss@example.org", Role.ADMIN).user
+    set_active(session, admin.id, created.user.id, False)
+    session.commit()
+
+    assert authenticate(session, "mark@example.org", created.password) is None
+
+
+def test_a_reset_password_replaces_the_old_one(session: Session, clock: FixedClock) -> None:
+    created = create_user(session, clock, "mark@example.org", Role.MARKETER)
+    session.commit()
+
+    reset = reset_password(session, created.user.id)
+    session.commit()
+
+    assert reset.password != created.password
+    assert authenticate(session, "mark@example.org", created.password) is None
+    assert authenticate(session, "mark@example.org", reset.password) == created.user
+
+
+def test_changing_ones_own_password_needs_the_current_one(
+    session: Session, clock: FixedClock
+) -> None:
+    created = create_user(session, clock, "mark@example.org", Role.MARKETER)
+    user_id = created.user.id
+
+    with pytest.raises(UserError, match="not your current password") as wrong:
+        change_own_password(session, user_id, "guess", "a new long password")
+    assert wrong.value.field == "current_password"
+    with pytest.raises(UserError, match="at least") as short:
+        change_own_password(session, user_id, created.password, "short")
+    assert short.value.field == "new_password"
+
+    change_own_password(session, user_id, created.password, "a new long password")
+    assert authenticate(session, "mark@example.org", "a new long password") is not None

@@ -1,4 +1,4 @@
-"""The web app's status pages through the Flask test client."""
+"""The web app's dashboard and health page through the Flask test client."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app.clock import FixedClock
+from app.models import Role
 from app.services.contacts import ContactInput, save_contact
+from tests.web_client import logged_in, web
+
+__all__ = ["web"]  # the fixture
 
 
 def test_healthz_reports_ok(app: Flask) -> None:
@@ -15,8 +19,8 @@ def test_healthz_reports_ok(app: Flask) -> None:
     assert response.get_json() == {"status": "ok"}
 
 
-def test_index_shows_counts_but_no_contact_data(
-    app: Flask, session: Session, clock: FixedClock
+def test_dashboard_shows_counts_but_no_contact_data(
+    web: Flask, session: Session, clock: FixedClock
 ) -> None:
     people = [
         ContactInput(email="ann.secret@example.com", first_name="Annabel", last_name="Zedwick"),
@@ -27,12 +31,12 @@ def test_index_shows_counts_but_no_contact_data(
         save_contact(session, person, clock)
     session.commit()
 
-    response = app.test_client().get("/")
+    response = logged_in(web, "boss@sluice.test", Role.MARKETER).get("/")
     page = response.get_data(as_text=True)
 
     assert response.status_code == 200
-    assert "Contacts: 3" in page
-    assert "Target lists: 0" in page
+    assert "<strong>3</strong> contacts" in page
+    assert "<strong>0</strong> target lists" in page
     for private in (
         "ann.secret",
         "bob.private",

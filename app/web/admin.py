@@ -1,0 +1,300 @@
+"""Blueprint ``admin`` (``/admin``): settings, users and jobs. Every request
+to it, GET or POST, is refused with 403 unless the user is an
+administrator (``require_role`` before any view runs)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from app.context import app_clock
+from app.extensions import current_session
+from app.models import Role
+from app.services import job_runs
+from app.services.runtime_settings import (
+    SPECS,
+    RuntimeSettings,
+    SettingsValidationError,
+    get_runtime_settings,
+    update_runtime_settings,
+)
+from app.services.troubleshooting import checklist
+from app.services.users import (
+    NewPassword,
+    UserError,
+    change_role,
+    create_user,
+    list_users,
+    reset_password,
+    set_active,
+)
+from app.web.access import require_role, web_user
+from app.web.checks import (
+    describe_mailbox,
+    describe_relay,
+    live_checks,
+    smtp_check,
+)
+from jobs.scheduler import JOB_IDS, JOBS
+
+admin = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@admin.before_request
+def _admins_only() -> None:
+    require_role(Role.ADMIN)
+
+
+# ------------------------------------------------------------------ settings
+
+FLAG_KEYS = frozenset(f.name for f in fields(RuntimeSettings) if f.type in ("bool", bool))
+NUMERIC_KEYS = frozenset(f.name for f in fields(RuntimeSettings) if f.type in ("int", int))
+LONG_TEXT_KEYS = frozenset({"postal_address"})
+SETTINGS_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Sending",
+        (
+            "max_per_hour",
+            "batch_size",
+            "tick_interval_seconds",
+            "smtp_connections",
+            "max_attempts",
+            "retry_base_seconds",
+            "lease_seconds",
+        ),
+    ),
+    (
+        "Links, tracking and the footer",
+        ("site_url", "company_name", "postal_address", "mandatory_opt_out", "open_tracking"),
+    ),
+    (
+        "Bounces",
+        ("verp_enabled", "bounce_domain", "soft_bounce_threshold", "soft_bounce_window_days"),
+    ),
+    (
+        "Per-domain pacing",
+        (*(key for key in SPECS if key.startswith("pace_")), "throttle_seconds"),
+    ),
+)
+HINTS = {
+    "max_per_hour": "Across all campaigns and runners, in any 60 minutes.",
+    "site_url": "The base of every tracking and opt-out link, e.g. https://mail.example.com",
+    "postal_address": "Shown in every email's footer (CAN-SPAM: a valid physical postal address).",
+    "bounce_domain": "With VERP on, bounces come back to addresses at this domain.",
+    "mandatory_opt_out": "Every mass email must contain an opt-out link.",
+    "open_tracking": "Adds a tracking pixel; opens are personal data.",
+}
+assert {key for _, keys in SETTINGS_SECTIONS for key in keys} == set(SPECS)
+
+
+def _form_values(runtime: RuntimeSettings) -> dict[str, Any]:
+    return {key: getattr(runtime, key) for key in SPECS}
+
+
+def _render_settings(
+    values: dict[str, Any], errors: dict[str, str], status: int = 200, **extra: Any
+) -> tuple[str, int]:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    page = render_template(
+        "ui/admin/settings.html",
+        sections=SETTINGS_SECTIONS,
+        specs=SPECS,
+        hints=HINTS,
+        flag_keys=FLAG_KEYS,
+        numeric_keys=NUMERIC_KEYS,
+        long_text_keys=LONG_TEXT_KEYS,
+        values=values,
+        errors=errors,
+        relay=describe_relay(app),
+        mailbox=describe_mailbox(app),
+        **extra,
+    )
+    return page, status
+
+
+@admin.get("/settings")
+def settings() -> tuple[str, int]:
+    return _render_settings(_form_values(get_runtime_settings(current_session())), {})
+
+
+@admin.post("/settings")
+def save_settings() -> BaseResponse | tuple[str, int]:
+    store = current_session()
+    before = _form_values(get_runtime_settings(store))
+    changes: dict[str, object] = {
+        key: ("on" if key in request.form else "off")
+        if key in FLAG_KEYS
+        else request.form.get(key, "")
+        for key in SPECS
+    }
+    try:
+        after = update_runtime_settings(store, changes, app_clock(current_app))
+    except SettingsValidationError as error:
+        store.rollback()
+        flash(
+            f"Nothing was saved: {len(error.errors)} field(s) need correcting (marked below).",
+            "error",
+        )
+        return _render_settings(changes, error.errors, 400)
+    store.commit()
+    changed = [key for key, value in _form_values(after).items() if before[key] != value]
+    if changed:
+        flash(f"Settings saved: {', '.join(SPECS[key].label for key in changed)}.", "success")
+    else:
+        flash("Nothing to save: the settings are unchanged.", "info")
+    return redirect(url_for("admin.settings"))
+
+
+@admin.post("/settings/test-smtp")
+def test_smtp() -> tuple[str, int]:
+    result = smtp_check(current_app._get_current_object())  # type: ignore[attr-defined]
+    if result.ok:
+        flash("The SMTP relay accepted the connection.", "success")
+    else:
+        flash(f"SMTP relay test: {result.summary}", "error")
+    values = _form_values(get_runtime_settings(current_session()))
+    return _render_settings(values, {}, smtp_result=result)
+
+
+# --------------------------------------------------------------------- users
+
+
+def _render_users(
+    errors: dict[str, str] | None = None,
+    new_password: NewPassword | None = None,
+    form: dict[str, str] | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    page = render_template(
+        "ui/admin/users.html",
+        users=list_users(current_session()),
+        me=web_user(),
+        roles=list(Role),
+        errors=errors or {},
+        new_password=new_password,
+        form=form or {"email": "", "role": Role.MARKETER.value},
+    )
+    return page, status
+
+
+def _role(value: str) -> Role | None:
+    try:
+        return Role(value)
+    except ValueError:
+        return None
+
+
+@admin.get("/users")
+def users() -> tuple[str, int]:
+    return _render_users()
+
+
+@admin.post("/users")
+def create() -> tuple[str, int]:
+    form = {"email": request.form.get("email", "")[:320], "role": request.form.get("role", "")}
+    role = _role(form["role"])
+    if role is None:
+        flash("The user was not created: see the fields marked below.", "error")
+        return _render_users({"role": "choose admin or marketer"}, form=form, status=400)
+    store = current_session()
+    try:
+        created = create_user(store, app_clock(current_app), form["email"], role)
+    except UserError as error:
+        store.rollback()
+        flash("The user was not created: see the fields marked below.", "error")
+        return _render_users({error.field or "email": str(error)}, form=form, status=400)
+    store.commit()
+    flash(f"User {created.user.email} created as {role.value}.", "success")
+    return _render_users(new_password=created)
+
+
+def _user_action(message: str, action: Any) -> BaseResponse:
+    store = current_session()
+    try:
+        user = action(store)
+    except UserError as error:
+        store.rollback()
+        flash(f"Not done: {error}.", "error")
+    else:
+        store.commit()
+        flash(message.format(email=user.email), "success")
+    return redirect(url_for("admin.users"))
+
+
+@admin.post("/users/<int:user_id>/role")
+def set_role(user_id: int) -> BaseResponse:
+    role = _role(request.form.get("role", ""))
+    if role is None:
+        flash("Not done: choose admin or marketer.", "error")
+        return redirect(url_for("admin.users"))
+    return _user_action(
+        f"{{email}} is now {'an' if role == Role.ADMIN else 'a'} {role.value}.",
+        lambda store: change_role(store, user_id, role),
+    )
+
+
+@admin.post("/users/<int:user_id>/deactivate")
+def deactivate(user_id: int) -> BaseResponse:
+    acting = web_user().id
+    return _user_action(
+        "{email} is deactivated: they can no longer log in.",
+        lambda store: set_active(store, acting, user_id, False),
+    )
+
+
+@admin.post("/users/<int:user_id>/activate")
+def activate(user_id: int) -> BaseResponse:
+    acting = web_user().id
+    return _user_action(
+        "{email} is active again.", lambda store: set_active(store, acting, user_id, True)
+    )
+
+
+@admin.post("/users/<int:user_id>/reset-password")
+def reset(user_id: int) -> BaseResponse | tuple[str, int]:
+    store = current_session()
+    try:
+        done = reset_password(store, user_id)
+    except UserError as error:
+        store.rollback()
+        flash(f"Not done: {error}.", "error")
+        return redirect(url_for("admin.users"))
+    store.commit()
+    flash(f"{done.user.email} has a new password; their sessions have ended.", "success")
+    return _render_users(new_password=done)
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+@admin.get("/jobs")
+def jobs() -> str:
+    store = current_session()
+    clock = app_clock(current_app)
+    now = clock.now()
+    job_states = job_runs.job_states(store, clock, JOB_IDS)
+    runners = job_runs.runners(store, clock)
+    try:
+        site_url = get_runtime_settings(store).site_url
+    except LookupError:
+        site_url = ""
+    checks = live_checks(current_app._get_current_object(), site_url)  # type: ignore[attr-defined]
+    return render_template(
+        "ui/admin/jobs.html",
+        jobs=job_states,
+        descriptions={spec.id: spec.description for spec in JOBS},
+        runners=runners,
+        now=now,
+        checklist=checklist(
+            smtp=checks.smtp,
+            runners=runners,
+            jobs=job_states,
+            job_ids=JOB_IDS,
+            site=checks.site,
+            mailbox=checks.mailbox,
+            now=now,
+        ),
+    )
