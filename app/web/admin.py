@@ -33,6 +33,7 @@ from app.services.users import (
 )
 from app.web.access import require_role, web_user
 from app.web.checks import (
+    bounce_mailbox_check,
     describe_mailbox,
     describe_relay,
     live_checks,
@@ -72,7 +73,13 @@ SETTINGS_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "Bounces",
-        ("verp_enabled", "bounce_domain", "soft_bounce_threshold", "soft_bounce_window_days"),
+        (
+            "verp_enabled",
+            "bounce_domain",
+            "soft_bounce_threshold",
+            "soft_bounce_window_days",
+            "bounce_poll_interval_seconds",
+        ),
     ),
     (
         "Per-domain pacing",
@@ -157,6 +164,17 @@ def test_smtp() -> tuple[str, int]:
         flash(f"SMTP relay test: {result.summary}", "error")
     values = _form_values(get_runtime_settings(current_session()))
     return _render_settings(values, {}, smtp_result=result)
+
+
+@admin.post("/settings/test-mailbox")
+def test_mailbox() -> tuple[str, int]:
+    result = bounce_mailbox_check(current_app._get_current_object())  # type: ignore[attr-defined]
+    if result.ok:
+        flash("The bounce mailbox accepted the log-in.", "success")
+    else:
+        flash(f"Bounce mailbox test: {result.summary}", "error")
+    values = _form_values(get_runtime_settings(current_session()))
+    return _render_settings(values, {}, mailbox_result=result)
 
 
 # --------------------------------------------------------------------- users

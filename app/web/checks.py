@@ -3,13 +3,13 @@ configuration: the SMTP relay, the site URL, the bounce mailbox."""
 
 from __future__ import annotations
 
-import importlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from flask import Flask
 
 from app import app_settings
+from app.services.bounce_poll import test_connection
 from app.services.connection_checks import CheckResult, check_site_url, check_smtp
 from app.services.transport import SmtpSettings, parse_smtp_url
 
@@ -64,35 +64,18 @@ def describe_mailbox(app: Flask) -> str:
     return f"{scheme}://{user}{at}{location}" if at else url
 
 
-# --- Slot for the bounce mailbox check (issue 7) ----------------------------
-# LEAD: the IMAP check is ``app.services.bounce_poll.test_connection``, written
-# with the bounce pipeline. Until that function exists this reports "not
-# available yet"; once it does, adapt the call below to its signature and
-# turn its answer into a ``CheckResult`` (ok, the server's exact answer).
-BOUNCE_POLL_MODULE = "app.services.bounce_poll"
-
-
 def bounce_mailbox_check(app: Flask) -> CheckResult:
-    try:
-        module = importlib.import_module(BOUNCE_POLL_MODULE)
-    except ModuleNotFoundError:
-        module = None
-    test_connection = getattr(module, "test_connection", None)
-    if test_connection is None:
-        return CheckResult(None, "not available yet: the bounce mailbox check is not installed")
+    """Log in to the bounce mailbox and look at its folder (changing
+    nothing): the server's own words, step by step."""
     imap_url = app_settings(app).imap_url
     if not imap_url:
         return CheckResult(None, "no bounce mailbox is configured: set SLUICE_IMAP_URL")
-    result = test_connection(imap_url)
-    if isinstance(result, CheckResult):
-        return result
-    ok = getattr(result, "ok", None)
-    return CheckResult(
-        ok if isinstance(ok, bool) else None, str(getattr(result, "summary", result))
-    )
-
-
-# -----------------------------------------------------------------------------
+    report = test_connection(imap_url)
+    if report.ok:
+        summary = f"logged in; {report.folder}: {report.message_count} message(s)"
+    else:
+        summary = f"failed at {report.failed_step}: {report.error}"
+    return CheckResult(report.ok, summary, tuple(report.lines()))
 
 
 @dataclass(frozen=True)

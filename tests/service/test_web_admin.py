@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import app_settings
 from app.clock import FixedClock
 from app.context import CLOCK_CONFIG_KEY
 from app.models import Role, User
@@ -19,6 +21,7 @@ from app.services import job_runs
 from app.services.queue_build import activate_due
 from app.services.runtime_settings import SPECS, RuntimeSettings, get_runtime_settings
 from jobs.scheduler import JOB_IDS
+from tests.dovecot import DovecotServer
 from tests.service.test_queue_build import make_mass_email, make_scene, schedule
 from tests.web_client import add_user, logged_in, login, post_form, web
 
@@ -117,6 +120,40 @@ def test_the_smtp_test_says_when_no_relay_is_configured(admin: Flask) -> None:
     page = post_form(client, "/admin/settings/test-smtp").get_data(as_text=True)
 
     assert "SMTP relay test: no SMTP relay is configured: set SLUICE_SMTP_URL" in page
+
+
+def test_the_mailbox_test_says_when_no_mailbox_is_configured(admin: Flask) -> None:
+    client = logged_in(admin, "boss@example.com")
+
+    page = post_form(client, "/admin/settings/test-mailbox").get_data(as_text=True)
+
+    assert "no bounce mailbox is configured: set SLUICE_IMAP_URL" in page
+
+
+def test_the_mailbox_test_reports_what_the_imap_server_said(
+    admin: Flask, dovecot: DovecotServer
+) -> None:
+    user = dovecot.new_user()
+    dovecot.append(user, [b"Subject: one\r\n\r\nbody\r\n"])
+    client = logged_in(admin, "boss@example.com")
+    good_url = dovecot.url(user)
+    admin.config["SLUICE_SETTINGS"] = replace(app_settings(admin), imap_url=good_url)
+
+    good = post_form(client, "/admin/settings/test-mailbox").get_data(as_text=True)
+
+    assert "The bounce mailbox accepted the log-in." in good
+    assert "Folder INBOX: 1 message(s)" in html.unescape(good)
+    scheme, _, rest = good_url.partition("://")
+    login_part, _, location = rest.rpartition("@")
+    password = login_part.partition(":")[2]
+    assert password and password not in good  # never shown
+    wrong_url = f"{scheme}://{login_part.split(':')[0]}:wrong-password@{location}"
+    admin.config["SLUICE_SETTINGS"] = replace(app_settings(admin), imap_url=wrong_url)
+
+    bad = html.unescape(post_form(client, "/admin/settings/test-mailbox").get_data(as_text=True))
+
+    assert "Bounce mailbox test: failed at login:" in bad
+    assert "wrong-password" not in bad
 
 
 def test_an_admin_adds_a_user_who_can_log_in_with_the_password_shown_once(
