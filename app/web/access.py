@@ -5,7 +5,8 @@ Rules:
 - **Log-in is required everywhere by default.** Every endpoint needs a
   logged-in, active user unless its view is marked ``@public_endpoint`` or
   its blueprint is in ``PUBLIC_BLUEPRINTS`` (``public``: the links in sent
-  mail) or it is a static file. A new page is therefore protected without
+  mail; ``webhooks``: relays' callbacks, which authenticate by signature)
+  or it is a static file. A new page is therefore protected without
   anyone remembering to protect it.
 - **Roles are checked on the server** for every request, GET or POST:
   ``require_role`` (a blueprint's ``before_request``, as ``admin`` uses) or
@@ -48,7 +49,7 @@ from app.extensions import current_session
 from app.models import Role, User
 
 SESSION_LIFETIME = timedelta(hours=12)
-PUBLIC_BLUEPRINTS = frozenset({"public"})
+PUBLIC_BLUEPRINTS = frozenset({"public", "webhooks"})
 
 login_manager = LoginManager()
 

@@ -178,7 +178,7 @@ def test_the_smtp_test_button_reports_the_relays_answer(page: Any) -> None:
     log_in(page, ADMIN_EMAIL)
     page.goto("/admin/settings")
 
-    page.get_by_role("button", name="Test connection").click()
+    page.get_by_role("button", name="Test the SMTP relay").click()
 
     expect(page.get_by_role("status").first).to_have_text("The SMTP relay accepted the connection.")
     result = page.locator("#smtp-result")
