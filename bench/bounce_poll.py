@@ -131,7 +131,7 @@ def sent_items(session: Session, count: int, clock: FixedClock) -> list[tuple[in
             select(QueueItem.id, QueueItem.email)
             .where(QueueItem.mass_email_id == mass_email_id)
             .order_by(QueueItem.id)
-        ).tuples()
+        )
     )
 
 

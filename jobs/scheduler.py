@@ -6,7 +6,8 @@ Rules:
   records, ``sluice jobs`` and the jobs page use the same ids.
 - **Intervals.** ``activate-due`` and ``dispatch`` run every
   ``tick_interval_seconds`` (a runtime setting); ``bounce-poll`` every
-  ``bounce_poll_interval_seconds``; housekeeping every
+  ``bounce_poll_interval_seconds``; ``bounce-digest`` every hour (each
+  profile's digest is at most daily); housekeeping every
   ``HOUSEKEEPING_SECONDS``, which is also the heartbeat. Housekeeping
   applies a changed interval, so an administrator's change reaches every
   runner within that time, without a restart.
@@ -38,7 +39,7 @@ from app.context import app_clock, runner_id
 from app.extensions import current_session
 from app.services import job_runs
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
-from jobs import activate_due, bounce_poll, dispatch, housekeeping
+from jobs import activate_due, bounce_digest, bounce_poll, dispatch, housekeeping
 from jobs.recording import JobContext, Work, run_recorded
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ JOBS: tuple[JobSpec, ...] = (
         bounce_poll.run,
         "read the bounce mailbox and apply what it holds",
         lambda runtime: runtime.bounce_poll_interval_seconds,
+    ),
+    JobSpec(
+        bounce_digest.JOB_ID,
+        bounce_digest.run,
+        "send the points of contact their daily bounce digest",
+        lambda runtime: bounce_digest.INTERVAL_SECONDS,
     ),
 )
 JOB_IDS = tuple(spec.id for spec in JOBS)

@@ -31,6 +31,7 @@ from app.models.contacts import (
     TargetList,
     TargetListMember,
 )
+from app.models.digests import BounceDigestState
 from app.models.events import CampaignLogEntry, CampaignLogEvent
 from app.models.imports import ContactImport as ContactImport
 from app.models.jobs import JobRun, JobRunOutcome, Runner
@@ -40,6 +41,7 @@ from app.models.queue import BounceKind, QueueItem, QueueItemStatus, SendAttempt
 __all__ = [
     "AUDIENCE_TYPES",
     "Base",
+    "BounceDigestState",
     "BounceEvent",
     "BounceKind",
     "BounceMailboxCheckpoint",

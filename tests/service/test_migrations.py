@@ -104,7 +104,7 @@ INDEXES_OF_0009 = {f"ix_queue_items_claimable_{group}" for group in DomainGroup}
 
 # Tables that later migrations create: 0010 (the suppression list and
 # bounces), 0011 (the bounce mailbox's checkpoints), 0012 (the log-in rate
-# limit).
+# limit), 0016 (the bounce digests' progress).
 TABLES_AFTER_0009 = {
     "suppressions",
     "suppression_removals",
@@ -112,6 +112,7 @@ TABLES_AFTER_0009 = {
     "bounce_events",
     "bounce_mailbox_checkpoints",
     "login_attempts",
+    "bounce_digest_states",
 }
 
 
