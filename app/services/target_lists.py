@@ -581,3 +581,9 @@ def list_from_campaign_log(
     )
     added = add_members(session, target_list, logged, clock)
     return target_list, added
+
+
+def list_choices(session: Session) -> list[tuple[int, str]]:
+    """Every list as (id, name), by name, for a form's choice (no counts)."""
+    query = select(TargetList.id, TargetList.name).order_by(TargetList.name)
+    return [(list_id, name) for list_id, name in session.execute(query)]
