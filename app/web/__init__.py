@@ -33,7 +33,8 @@ def init_web(app: Flask, *, secure_cookies: bool) -> None:
     # No request body is bigger than a contacts CSV upload (werkzeug refuses
     # it with 413 before anything reads it; the public blueprint and the
     # webhooks set lower limits of their own).
-    app.config.setdefault("MAX_CONTENT_LENGTH", REQUEST_MAX_BYTES)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default: no limit
+        app.config["MAX_CONTENT_LENGTH"] = REQUEST_MAX_BYTES
     init_security(app)
     init_access(app, secure_cookies)
     init_navigation(app)

@@ -21,6 +21,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
@@ -512,6 +513,10 @@ def import_upload() -> BaseResponse | tuple[str, int]:
 
 @contacts.errorhandler(RequestEntityTooLarge)
 def _too_large(error: RequestEntityTooLarge) -> tuple[str, int]:
+    # Raised while the CSRF check reads the form, before the log-in check:
+    # only a logged-in user sees the page (with the lists and imports).
+    if not current_user.is_authenticated:
+        return "The request is too large.", 413
     message = (
         f"the upload is larger than {REQUEST_MAX_BYTES // (1024 * 1024)} MB. The browser imports "
         f"files up to {UPLOAD_MAX_BYTES // (1024 * 1024)} MB; import bigger files with the "
