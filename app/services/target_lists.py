@@ -194,6 +194,31 @@ def _touch(target_list: TargetList, changed: int, now: datetime) -> None:
         target_list.updated_at = now
 
 
+# The lists page counts each list's members up to this many; a bigger list
+# shows as "more than" (counting is reading every membership: 1,600,000 of
+# them took 250 ms on PostgreSQL; 5 lists capped at 100,000 still 85 ms).
+# A list's own page counts exactly.
+COUNT_CAP = 10_000
+
+
+def list_overview(session: Session, count_cap: int = COUNT_CAP) -> list[TargetListSummary]:
+    """Every list with its member count up to ``count_cap + 1`` (more means
+    "more than ``count_cap``"), by name, in one statement whose cost is
+    bounded by the cap whatever the lists' sizes."""
+    capped = (
+        select(TargetListMember.contact_id)
+        .where(TargetListMember.target_list_id == TargetList.id)
+        .limit(count_cap + 1)
+        .correlate(TargetList)
+        .subquery("capped")
+    )
+    count = select(func.count()).select_from(capped).scalar_subquery()
+    statement = select(TargetList.name, TargetList.description, count, TargetList.id).order_by(
+        TargetList.name
+    )
+    return [TargetListSummary(*row) for row in session.execute(statement)]
+
+
 def list_summaries(session: Session) -> Sequence[TargetListSummary]:
     """Every list with its member count, by name (one ``GROUP BY`` query)."""
     statement = (
@@ -462,6 +487,17 @@ def members_page(
     ``before`` (all when None), ``limit`` at most, over the primary key."""
     if not 1 <= limit <= MEMBER_PAGE_MAX:
         raise TargetListError(f"page size: between 1 and {MEMBER_PAGE_MAX}")
+    # The page of memberships first (a range of the primary key, read
+    # backwards), then their contacts: joined before the LIMIT, PostgreSQL
+    # may merge-join the whole contacts table from its highest id down.
+    memberships = select(TargetListMember.contact_id, TargetListMember.added_at).where(
+        TargetListMember.target_list_id == target_list.id
+    )
+    if before is not None:
+        memberships = memberships.where(TargetListMember.contact_id < before)
+    page = (
+        memberships.order_by(TargetListMember.contact_id.desc()).limit(limit + 1).subquery("page")
+    )
     query = (
         select(
             Contact.id,
@@ -471,14 +507,11 @@ def members_page(
             Contact.company,
             Contact.email_status,
             Contact.opted_out,
-            TargetListMember.added_at,
+            page.c.added_at,
         )
-        .join(Contact, Contact.id == TargetListMember.contact_id)
-        .where(TargetListMember.target_list_id == target_list.id)
+        .join(page, page.c.contact_id == Contact.id)
+        .order_by(Contact.id.desc())
     )
-    if before is not None:
-        query = query.where(TargetListMember.contact_id < before)
-    query = query.order_by(TargetListMember.contact_id.desc()).limit(limit + 1)
     rows = [MemberRow(*row) for row in session.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]

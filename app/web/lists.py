@@ -18,6 +18,7 @@ from app.services.addresses import InvalidAddress
 from app.services.contact_search import matching_ids
 from app.services.contacts import find_contact
 from app.services.target_lists import (
+    COUNT_CAP,
     LOG_EVENTS_FOR_LISTS,
     TargetListError,
     add_members,
@@ -25,7 +26,7 @@ from app.services.target_lists import (
     create_target_list,
     delete_target_list,
     list_from_campaign_log,
-    list_summaries,
+    list_overview,
     log_sources,
     member_count,
     members_page,
@@ -79,7 +80,8 @@ def _render_index(
     sources = log_sources(store)
     html = render_template(
         "ui/lists/index.html",
-        summaries=list_summaries(store),
+        summaries=list_overview(store, COUNT_CAP),
+        count_cap=COUNT_CAP,
         sources=sources,
         source_choices=[("", "Choose a mass email")]
         + [(str(source.mass_email_id), source.label) for source in sources],

@@ -36,6 +36,7 @@ from app.services.target_lists import (
     create_target_list,
     delete_target_list,
     list_from_campaign_log,
+    list_overview,
     log_sources,
     member_count,
     members_page,
@@ -362,3 +363,17 @@ def test_recent_removals_are_newest_first(session: Session, clock: FixedClock) -
         ("b@example.com", "you"),
         ("a@example.com", "me"),
     ]
+
+
+def test_the_overview_counts_members_up_to_the_cap(
+    session: Session, clock: FixedClock, people: dict[str, Contact]
+) -> None:
+    big = create_target_list(session, "Big", "", clock)
+    small = create_target_list(session, "Small", "<b>", clock)
+    create_target_list(session, "Empty", "", clock)
+    add_members(session, big, [c.id for c in people.values()], clock)
+    add_members(session, small, [people["ann"].id, people["bob"].id], clock)
+
+    overview = [(s.name, s.member_count, s.id) for s in list_overview(session, count_cap=3)]
+    assert overview == [("Big", 4, big.id), ("Empty", 0, overview[1][2]), ("Small", 2, small.id)]
+    assert [s.member_count for s in list_overview(session)] == [6, 0, 2]

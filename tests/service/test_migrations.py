@@ -4,7 +4,6 @@ upgrades a database in place without losing data, and downgrade works."""
 from __future__ import annotations
 
 import warnings
-
 from datetime import UTC, datetime
 from typing import Any
 
