@@ -19,7 +19,10 @@ LAYOUT = CsvLayout(",", ("email", "first name", "Notes", ""), {}, ((2, "Notes"),
         (b"email\na@example.com\n", "utf-8-sig"),
         (codecs.BOM_UTF8 + "email\nzoë@example.com\n".encode(), "utf-8-sig"),
         ("email\tname\nz@example.com\tZoë\n".encode("utf-16"), "utf-16"),
-        ("email;name\nm@example.com;M\u00fcller \u2013 \u201cquoted\u201d\n".encode("cp1252"), "cp1252"),
+        (
+            "email;name\nm@example.com;M\u00fcller \u2013 \u201cquoted\u201d\n".encode("cp1252"),
+            "cp1252",
+        ),
         (b"email\n\x81\x8d@example.com\n", "latin-1"),  # bytes cp1252 leaves undefined
     ],
 )
