@@ -71,18 +71,109 @@ from bench_support import (
 )
 from config import load_settings
 
-FIRST_NAMES = (
-    "Ann Bob Cid Dee Eve Fay Gus Hal Ida Jon Kim Lea Max Ned Ola Pia Quinn Rob Sue Tom "
-    "Una Vic Wes Xia Yan Zoe Anna Boris Carla Dirk Elena Frank Greta Hugo Irene Jonas "
-    "Karin Lukas Marta Nils"
-).split()
-LAST_NAMES = (
-    "Smith Jones Brown Taylor Wilson Davies Evans Thomas Johnson Roberts Walker Wright "
-    "Robinson Thompson White Hughes Edwards Green Hall Wood Harris Lewis Martin Jackson "
-    "Clarke Clark Turner Hill Scott Cooper Morris Ward Moore King Watson Baker Harrison "
-    "Morgan Patel Young Allen Mitchell James Anderson Phillips Lee Bell Parker Davis "
-    "Miller Schmidt Meyer Weber Wagner Becker Hoffmann Koch Richter Klein"
-).split()
+FIRST_NAMES = [
+    "Ann",
+    "Bob",
+    "Cid",
+    "Dee",
+    "Eve",
+    "Fay",
+    "Gus",
+    "Hal",
+    "Ida",
+    "Jon",
+    "Kim",
+    "Lea",
+    "Max",
+    "Ned",
+    "Ola",
+    "Pia",
+    "Quinn",
+    "Rob",
+    "Sue",
+    "Tom",
+    "Una",
+    "Vic",
+    "Wes",
+    "Xia",
+    "Yan",
+    "Zoe",
+    "Anna",
+    "Boris",
+    "Carla",
+    "Dirk",
+    "Elena",
+    "Frank",
+    "Greta",
+    "Hugo",
+    "Irene",
+    "Jonas",
+    "Karin",
+    "Lukas",
+    "Marta",
+    "Nils",
+]
+LAST_NAMES = [
+    "Smith",
+    "Jones",
+    "Brown",
+    "Taylor",
+    "Wilson",
+    "Davies",
+    "Evans",
+    "Thomas",
+    "Johnson",
+    "Roberts",
+    "Walker",
+    "Wright",
+    "Robinson",
+    "Thompson",
+    "White",
+    "Hughes",
+    "Edwards",
+    "Green",
+    "Hall",
+    "Wood",
+    "Harris",
+    "Lewis",
+    "Martin",
+    "Jackson",
+    "Clarke",
+    "Clark",
+    "Turner",
+    "Hill",
+    "Scott",
+    "Cooper",
+    "Morris",
+    "Ward",
+    "Moore",
+    "King",
+    "Watson",
+    "Baker",
+    "Harrison",
+    "Morgan",
+    "Patel",
+    "Young",
+    "Allen",
+    "Mitchell",
+    "James",
+    "Anderson",
+    "Phillips",
+    "Lee",
+    "Bell",
+    "Parker",
+    "Davis",
+    "Miller",
+    "Schmidt",
+    "Meyer",
+    "Weber",
+    "Wagner",
+    "Becker",
+    "Hoffmann",
+    "Koch",
+    "Richter",
+    "Klein",
+]
 PASSWORD = "bench password, not a secret"
 MARKETER = "bench@example.com"
 
@@ -178,7 +269,9 @@ def generate(app: Flask, count: int, activity: int) -> Scene:
         session.commit()
         session.execute(text("ANALYZE"))
         session.commit()
-        log(f"generated {count:,} contacts, lists and the log in {time.perf_counter() - started:.1f} s")
+        log(
+            f"generated {count:,} contacts, lists and the log in {time.perf_counter() - started:.1f} s"
+        )
         return Scene(contact_id, targets[0], mass_email_id)
 
 
