@@ -269,9 +269,8 @@ def generate(app: Flask, count: int, activity: int) -> Scene:
         session.commit()
         session.execute(text("ANALYZE"))
         session.commit()
-        log(
-            f"generated {count:,} contacts, lists and the log in {time.perf_counter() - started:.1f} s"
-        )
+        seconds = time.perf_counter() - started
+        log(f"generated {count:,} contacts, lists and the log in {seconds:.1f} s")
         return Scene(contact_id, targets[0], mass_email_id)
 
 
@@ -341,7 +340,8 @@ def run(database_url: str, page: str, count: int, repeat: int, activity: int) ->
         scene = generate(app, count, activity)
         client = logged_in_client(app)
         results = {}
-        for name, path in PAGES[page](scene, count).items():
+        for name, given in PAGES[page](scene, count).items():
+            path = given
             if name == "contact page: older activity":
                 # The cursor of the second page of the activity log.
                 body = client.get(f"/contacts/{scene.contact_id}").get_data(as_text=True)
