@@ -377,3 +377,17 @@ def test_the_overview_counts_members_up_to_the_cap(
     overview = [(s.name, s.member_count, s.id) for s in list_overview(session, count_cap=3)]
     assert overview == [("Big", 4, big.id), ("Empty", 0, overview[1][2]), ("Small", 2, small.id)]
     assert [s.member_count for s in list_overview(session)] == [6, 0, 2]
+
+
+def test_under_a_collation_other_than_byte_order_the_search_adds_an_exact_test(
+    session: Session, people: dict[str, Contact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services import contact_search
+
+    monkeypatch.setattr(contact_search, "_byte_ordered", lambda _session: False)
+    condition = str(ContactSearch("acme").where_clause(session))
+    assert "substr" in condition
+    assert found(session, "acme") == ["bob@example.org", "ann.smith@example.com"]
+    assert found(session, "ann smi") == ["ann.smith@example.com"]
+    monkeypatch.undo()
+    assert "substr" not in str(ContactSearch("acme").where_clause(session))  # SQLite, C.UTF-8
