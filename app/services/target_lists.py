@@ -443,12 +443,16 @@ def target_list_by_id(session: Session, list_id: int) -> TargetList:
     return target_list
 
 
-def member_count(session: Session, target_list: TargetList) -> int:
-    """How many contacts are on the list (an index-only count of its
-    primary-key range)."""
-    count = session.scalar(
-        select(func.count()).where(TargetListMember.target_list_id == target_list.id)
+def member_count(session: Session, target_list: TargetList, cap: int | None = None) -> int:
+    """How many contacts are on the list, counted up to ``cap + 1`` when a
+    cap is given (more means "more than ``cap``"): an index-only range of
+    the primary key, bounded by the cap."""
+    members = select(TargetListMember.contact_id).where(
+        TargetListMember.target_list_id == target_list.id
     )
+    if cap is not None:
+        members = members.limit(cap + 1)
+    count = session.scalar(select(func.count()).select_from(members.subquery()))
     return int(count or 0)
 
 

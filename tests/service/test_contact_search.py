@@ -297,6 +297,8 @@ def test_member_pages_go_by_contact_id_newest_first(
     assert ids == sorted((c.id for c in people.values()), reverse=True)
     assert second.older is None
     assert member_count(session, target) == 6
+    assert member_count(session, target, cap=4) == 5  # "more than 4"
+    assert member_count(session, target, cap=6) == 6
 
 
 def test_edit_contact_cleans_the_fields_and_changes_nothing_on_error(

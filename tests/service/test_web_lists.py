@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 
 import pytest
 from flask import Flask
@@ -25,7 +26,7 @@ from app.models import (
     TargetList,
     TargetListMember,
 )
-from app.services.target_lists import create_target_list
+from app.services.target_lists import add_members, create_target_list
 from tests.conftest import add_contact
 from tests.service.test_queue_build import make_mass_email, make_scene
 from tests.service.test_web_contacts import field_error, flashes, follow, page_text
@@ -145,6 +146,23 @@ def test_a_bad_list_name_is_refused(
     assert response.status_code == 400
     assert message in field_error(response.get_data(as_text=True), "name")
     assert list_count(site) == 1
+
+
+def test_a_big_list_is_counted_exactly_on_request(
+    site: Flask, client: FlaskClient, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # app.web.lists the module (app.web's ``lists`` is the blueprint).
+    monkeypatch.setattr(sys.modules["app.web.lists"], "COUNT_CAP", 2)
+    with site.app_context():
+        target = create_target_list(db.session, "Big", "", clock)
+        ids = [add_contact(db.session, clock, f"p{n}@example.com").id for n in range(3)]
+        add_members(db.session, target, ids, clock)
+        db.session.commit()
+        list_id = target.id
+    capped = page_text(client.get(f"/lists/{list_id}"))
+    assert "More than 2 members (count them exactly" in " ".join(capped.split())
+    assert "3 member(s)." in page_text(client.get(f"/lists/{list_id}?count=exact"))
+    assert "more than 2" in page_text(client.get("/lists"))
 
 
 def test_a_list_a_campaign_uses_is_not_deleted(
