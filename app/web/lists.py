@@ -174,11 +174,13 @@ def _render_detail(
 ) -> tuple[str, int]:
     store = current_session()
     exact = request.args.get("count") == "exact"
+    count = member_count(store, target_list, None if exact else COUNT_CAP)
     html = render_template(
         "ui/lists/detail.html",
         target_list=target_list,
-        count=member_count(store, target_list, None if exact else COUNT_CAP),
+        count=count,
         count_cap=COUNT_CAP,
+        capped=not exact and count > COUNT_CAP,
         page=members_page(store, target_list, before=request.args.get("before", type=int)),
         campaigns=campaigns_using(store, target_list),
         errors=errors or {},
