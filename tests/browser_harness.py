@@ -73,16 +73,22 @@ class LiveApp:
             return get_runtime_settings(db.session)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One headless chromium for the whole session."""
+# One chromium for the whole session, shared by every module that imports
+# the ``browser`` fixture: pytest makes a separate session fixture per
+# importing module, and a second ``sync_playwright()`` in the same thread
+# fails while the first is running. The last fixture torn down closes it.
+_SHARED: dict[str, Any] = {}
+
+
+def _start_browser() -> Any:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         service_missing("Playwright for Python is not installed (pip install -e '.[dev]')")
     if not CHROMIUM.exists():
         service_missing(f"{CHROMIUM} is missing (make system-packages installs chromium)")
-    with sync_playwright() as playwright:
+    playwright = sync_playwright().start()
+    try:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
             headless=True,
@@ -95,10 +101,28 @@ def browser() -> Iterator[Any]:
                 "--no-first-run",
             ],
         )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    except BaseException:
+        playwright.stop()
+        raise
+    _SHARED.update(playwright=playwright, browser=chromium, users=0)
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless chromium for the whole session (see ``_SHARED``)."""
+    chromium = _SHARED.get("browser") or _start_browser()
+    _SHARED["users"] += 1
+    try:
+        yield chromium
+    finally:
+        _SHARED["users"] -= 1
+        if _SHARED["users"] == 0:
+            try:
+                chromium.close()
+            finally:
+                _SHARED.pop("playwright").stop()
+                _SHARED.clear()
 
 
 def _serve(app: Flask) -> tuple[BaseWSGIServer, threading.Thread, str]:

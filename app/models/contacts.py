@@ -16,6 +16,8 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    func,
+    literal_column,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,6 +62,12 @@ class Contact(Base):
     __table_args__ = (
         Index("uq_contacts_email_lower", "email_lower", unique=True),
         Index("ix_contacts_created_at", "created_at"),
+        # The contacts page's search by the start of a name or company
+        # (``app.services.contact_search``; migration 0013). Expression
+        # indexes: the search compares lower(column) on both databases.
+        Index("ix_contacts_first_name_lower", func.lower(literal_column("first_name"))),
+        Index("ix_contacts_last_name_lower", func.lower(literal_column("last_name"))),
+        Index("ix_contacts_company_lower", func.lower(literal_column("company"))),
         CheckConstraint(
             "(email IS NULL AND email_lower IS NULL) OR "
             "(email IS NOT NULL AND email_lower IS NOT NULL)",

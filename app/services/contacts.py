@@ -170,3 +170,48 @@ def change_address(
     contact.updated_at = clock.now()
     session.flush()
     return SavedContact(contact, created=False, warnings=check.warnings)
+
+
+def contact_by_id(session: Session, contact_id: int) -> Contact:
+    """The contact with ``contact_id``; ``LookupError`` when there is none."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise LookupError(f"no contact with id {contact_id}")
+    return contact
+
+
+def edit_contact(
+    session: Session,
+    contact: Contact,
+    *,
+    first_name: str,
+    last_name: str,
+    company: str,
+    audience_type: str,
+    clock: Clock,
+) -> bool:
+    """Set the contact's names, company and type (cleaned as on entry);
+    returns whether anything changed. Raises ``ContactError`` naming the
+    field, before anything is changed. Flushes; the caller commits."""
+    values = {
+        "first_name": clean_name("first name", first_name),
+        "last_name": clean_name("last name", last_name),
+        "company": clean_name("company", company),
+        "audience_type": clean_audience_type(audience_type),
+    }
+    changed = {name: value for name, value in values.items() if getattr(contact, name) != value}
+    for name, value in changed.items():
+        setattr(contact, name, value)
+    if changed:
+        contact.updated_at = clock.now()
+        session.flush()
+    return bool(changed)
+
+
+def delete_contact(session: Session, contact: Contact) -> None:
+    """Delete the contact: it leaves every target list (ON DELETE CASCADE);
+    its campaign log rows and queue items stay, without the contact
+    (ON DELETE SET NULL), so a mass email's figures do not change. The
+    suppression list is by address and is not touched. Flushes."""
+    session.delete(contact)
+    session.flush()

@@ -273,3 +273,15 @@ def removals(session: Session, address: str) -> list[SuppressionRemoval]:
 
 def _entry(row: Suppression) -> SuppressionEntry:
     return SuppressionEntry(row.address, SuppressionReason(row.reason), row.source, row.created_at)
+
+
+def recent_removals(session: Session, limit: int = 20) -> list[SuppressionRemoval]:
+    """The latest removals of any address, newest first (the page's
+    history; ``removals`` gives one address's whole history)."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise SuppressionError(f"page size: between 1 and {MAX_PAGE_SIZE}")
+    return list(
+        session.scalars(
+            select(SuppressionRemoval).order_by(SuppressionRemoval.id.desc()).limit(limit)
+        )
+    )

@@ -39,6 +39,9 @@ NAV: tuple[NavItem, ...] = (
     NavItem("ui.dashboard", "Dashboard"),
     # Marketer pages (contacts, lists, templates, campaigns, suppression)
     # slot in here.
+    NavItem("contacts.index", "Contacts", section="contacts"),
+    NavItem("lists.index", "Lists", section="lists"),
+    NavItem("suppression.index", "Suppression", section="suppression"),
     NavItem("admin.settings", "Settings", ADMINS),
     NavItem("admin.users", "Users", ADMINS),
     NavItem("admin.jobs", "Jobs", ADMINS),

@@ -10,8 +10,10 @@ only way to see the address-based exclusion rule at work on its own.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -117,7 +119,17 @@ def reset(session: Session, unique_addresses: bool = True) -> None:
     for table in (TargetListMember, TargetList, Contact):
         session.execute(delete(table))
     if not unique_addresses:
-        address_index().drop(session.connection(), checkfirst=True)
+        with quiet_reflection():
+            address_index().drop(session.connection(), checkfirst=True)
+
+
+@contextmanager
+def quiet_reflection() -> Iterator[None]:
+    """SQLite's reflection skips (with a warning) the expression indexes of
+    migration 0013; these tests only look for the address index."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
+        yield
 
 
 @pytest.fixture
@@ -126,9 +138,9 @@ def address_index_restored(session: Session) -> Iterator[None]:
     sure a test that dropped the unique address index left it in place."""
     yield
     session.rollback()
-    if ADDRESS_INDEX not in {
-        index["name"] for index in inspect(session.connection()).get_indexes("contacts")
-    }:
+    with quiet_reflection():
+        indexes = inspect(session.connection()).get_indexes("contacts")
+    if ADDRESS_INDEX not in {index["name"] for index in indexes}:
         address_index().create(session.connection())
         session.commit()
         pytest.fail(f"{ADDRESS_INDEX} was dropped for good; it has been created again")
