@@ -39,6 +39,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("ui.dashboard", "Dashboard"),
     # Marketer pages (contacts, lists, templates, campaigns, suppression)
     # slot in here.
+    NavItem("email_templates.template_list", "Templates", section="email_templates"),
+    NavItem("campaigns.campaign_list", "Campaigns", section="campaigns"),
     NavItem("admin.settings", "Settings", ADMINS),
     NavItem("admin.users", "Users", ADMINS),
     NavItem("admin.jobs", "Jobs", ADMINS),
