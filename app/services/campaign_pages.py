@@ -81,17 +81,16 @@ def campaigns_page(
         ):
             counts[campaign_id][MassEmailStatus(status)] = count
     profile_ids = {c.sender_profile_id for c in campaigns if c.sender_profile_id is not None}
-    names = (
-        dict(
-            session.execute(
+    names: dict[int, str] = {}
+    if profile_ids:
+        names = {
+            profile_id: name
+            for profile_id, name in session.execute(
                 select(SenderProfile.id, SenderProfile.name).where(
                     SenderProfile.id.in_(profile_ids)
                 )
-            ).tuples()
-        )
-        if profile_ids
-        else {}
-    )
+            )
+        }
     rows = [
         CampaignRow(
             campaign,
