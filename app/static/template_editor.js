@@ -51,10 +51,15 @@
   };
 
   let timer = null;
-  form.addEventListener("input", () => {
+  const later = () => {
     window.clearTimeout(timer);
     timer = window.setTimeout(refresh, 700);
-  });
+  };
+  form.addEventListener("input", later);
+  // Fields of the form placed elsewhere on the page (form="…").
+  for (const field of document.querySelectorAll(`[form="${form.id}"]`)) {
+    field.addEventListener("input", later);
+  }
 
   const button = document.getElementById("preview-button");
   if (button) {

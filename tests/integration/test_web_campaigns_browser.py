@@ -243,8 +243,8 @@ def settle_frames(page: Any) -> None:
     for index in range(frames.count()):
         if frames.nth(index).get_attribute("src") != "about:blank":
             expect(page.frame_locator("iframe").nth(index).locator("body")).to_be_visible()
-    if frames.count():
-        page.screenshot()
+            frames.nth(index).scroll_into_view_if_needed()
+            page.screenshot()
 
 
 @pytest.mark.parametrize(("width", "viewport"), [("desktop", DESKTOP), ("mobile", MOBILE)])
