@@ -73,9 +73,19 @@ class LiveApp:
             return get_runtime_settings(db.session)
 
 
+# The running chromium, shared: each test module that imports ``browser``
+# gets its own session-scoped fixture, and Playwright's sync API allows only
+# one instance at a time in a process.
+_RUNNING: list[Any] = []
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """One headless chromium for the whole session."""
+    """One headless chromium for the whole session, whichever test modules
+    import this fixture."""
+    if _RUNNING:
+        yield _RUNNING[0]
+        return
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -95,9 +105,11 @@ def browser() -> Iterator[Any]:
                 "--no-first-run",
             ],
         )
+        _RUNNING.append(chromium)
         try:
             yield chromium
         finally:
+            _RUNNING.clear()
             chromium.close()
 
 
