@@ -10,7 +10,9 @@ Rules:
   address's local part must be ASCII (SMTPUTF8 is not supported yet).
 - Templates: unique names; saved only when ``validate_template`` finds no
   problem (all of them are reported, with field and line); the logo is an
-  http(s) URL.
+  http(s) URL. A template is deleted for good (nothing sent refers to it:
+  a scheduled mass email holds a snapshot), but not while a mass email
+  still takes its content from it.
 - A campaign's target lists, excluding lists, type and sender profile are
   fixed while one of its mass emails is scheduled, sending or paused: the
   pre-flight that let it be scheduled checked them. Unschedule first.
@@ -36,7 +38,8 @@ Rules:
   own columns and the subject ``COPY #n <subject>``, n counting the copies
   of that mass email (deleted ones included, so no number repeats). A copy
   of a copy counts its own copies: ``COPY #1 COPY #2 Newsletter``.
-  Recipients are not carried over: the copy has no queue.
+  Recipients are not carried over: the copy has no queue. A campaign's
+  copy takes its settings and tracking URLs, not its mass emails.
 - Scheduling needs the marketer's confirmation that subject and content meet
   CAN-SPAM and a pre-flight without errors; it records the confirmation,
   takes the content snapshot, sets the start time (None: now) and moves the
@@ -86,7 +89,7 @@ from app.services.mass_email_status import (
 )
 from app.services.messages import MessageError, mass_email_source
 from app.services.preflight import Finding, errors, preflight
-from app.services.rendering import TemplateSource, validate_template
+from app.services.rendering import TemplateProblem, TemplateSource, validate_template
 from app.services.runtime_settings import RuntimeSettings
 from app.services.snapshots import SnapshotError, take_snapshot
 from config import Settings
@@ -103,10 +106,19 @@ class CampaignError(ValueError):
     """A campaign edit is refused. ``field`` names what to fix; ``problems``
     lists every problem when there are several (a template, a pre-flight)."""
 
-    def __init__(self, field: str, message: str, problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        problems: Sequence[str] = (),
+        template_problems: Sequence[TemplateProblem] = (),
+    ) -> None:
         self.field = field
         self.message = message
         self.problems = tuple(problems)
+        # A template's problems as found (field and line), for a form to
+        # show each next to its field; ``problems`` has them as text.
+        self.template_problems = tuple(template_problems)
         text = f"{field}: {message}"
         if self.problems:
             text += "".join(f"\n- {problem}" for problem in self.problems)
@@ -145,23 +157,75 @@ def create_sender_profile(
 ) -> SenderProfile:
     """A sender profile: a unique name, a From name and address, and the
     point of contact who receives replies (Reply-To, may be empty)."""
+    profile = SenderProfile()
+    _fill_sender_profile(
+        session,
+        profile,
+        name=name,
+        from_name=from_name,
+        from_address=from_address,
+        reply_to_address=reply_to_address,
+    )
+    session.add(profile)
+    session.flush()
+    return profile
+
+
+def update_sender_profile(
+    session: Session,
+    profile: SenderProfile,
+    *,
+    name: str,
+    from_name: str,
+    from_address: str,
+    reply_to_address: str,
+) -> SenderProfile:
+    """Replace a sender profile's fields under the rules of
+    ``create_sender_profile``. Mass emails already sent keep what they
+    sent; those still to send use the new From (the pre-flight that
+    scheduled them checked the old one, so a change is the marketer's
+    decision, as in EspoCRM)."""
+    _fill_sender_profile(
+        session,
+        profile,
+        name=name,
+        from_name=from_name,
+        from_address=from_address,
+        reply_to_address=reply_to_address,
+    )
+    session.flush()
+    return profile
+
+
+def _fill_sender_profile(
+    session: Session,
+    profile: SenderProfile,
+    *,
+    name: str,
+    from_name: str,
+    from_address: str,
+    reply_to_address: str,
+) -> None:
+    """Check every field, then set them all (nothing is set when one is refused)."""
     name = _line("name", name, max_length=NAME_MAX_LENGTH)
-    if session.scalar(select(SenderProfile.id).where(SenderProfile.name == name)) is not None:
+    same_name = session.scalar(select(SenderProfile.id).where(SenderProfile.name == name))
+    if same_name is not None and same_name != profile.id:
         raise CampaignError("name", f"a sender profile named {name!r} already exists")
+    clean_from_name = _line("from_name", from_name, max_length=NAME_MAX_LENGTH, required=False)
     sender = _address("from_address", from_address)
     if not sender.rpartition("@")[0].isascii():
         # Composition refuses such addresses (docs/messages.md): say so now.
         raise CampaignError("from_address", "the part before @ must be ASCII (no SMTPUTF8 yet)")
     reply_to = _address("reply_to_address", reply_to_address) if reply_to_address.strip() else ""
-    profile = SenderProfile(
-        name=name,
-        from_name=_line("from_name", from_name, max_length=NAME_MAX_LENGTH, required=False),
-        from_address=sender,
-        reply_to_address=reply_to,
-    )
-    session.add(profile)
-    session.flush()
-    return profile
+    profile.name = name
+    profile.from_name = clean_from_name
+    profile.from_address = sender
+    profile.reply_to_address = reply_to
+
+
+def sender_profiles(session: Session) -> Sequence[SenderProfile]:
+    """Every sender profile, by name."""
+    return session.scalars(select(SenderProfile).order_by(SenderProfile.name)).all()
 
 
 # ------------------------------------------------------------------ templates
@@ -180,23 +244,29 @@ class TemplateInput:
 def _checked_content(source: TemplateSource) -> TemplateSource:
     """``source`` trimmed where it is a line, or ``CampaignError`` listing
     every problem (field and line) found in it."""
-    problems = []
+    found = []
     subject = source.subject.strip()
     if not subject:
-        problems.append("subject: must not be empty")
+        found.append(TemplateProblem("subject", None, "must not be empty"))
     elif "\r" in subject or "\n" in subject:
-        problems.append("subject: must be a single line")
+        found.append(TemplateProblem("subject", None, "must be a single line"))
     elif len(subject) > SUBJECT_MAX_LENGTH:
-        problems.append(f"subject: at most {SUBJECT_MAX_LENGTH} characters")
+        found.append(TemplateProblem("subject", None, f"at most {SUBJECT_MAX_LENGTH} characters"))
     logo = source.header_logo_url.strip()
     if len(logo) > URL_MAX_LENGTH:
-        problems.append(f"header_logo_url: at most {URL_MAX_LENGTH} characters")
+        found.append(
+            TemplateProblem("header_logo_url", None, f"at most {URL_MAX_LENGTH} characters")
+        )
     body_text = source.body_text if source.body_text and source.body_text.strip() else None
     cleaned = TemplateSource(subject, source.body_html, body_text, logo, source.footer_html)
-    problems += [str(problem) for problem in validate_template(cleaned)]
-    if problems:
-        field = problems[0].split(" ", 1)[0].rstrip(":")
-        raise CampaignError(field, "the content cannot be saved", problems)
+    found += validate_template(cleaned)
+    if found:
+        raise CampaignError(
+            found[0].field,
+            "the content cannot be saved",
+            [str(problem) for problem in found],
+            found,
+        )
     return cleaned
 
 
@@ -233,6 +303,38 @@ def save_template(
     template.updated_at = now
     session.flush()
     return template
+
+
+def template_users(session: Session, template_id: int) -> Sequence[MassEmail]:
+    """The mass emails (not deleted) whose content is still template
+    ``template_id``'s: those without content of their own or a snapshot."""
+    return session.scalars(
+        select(MassEmail)
+        .where(
+            MassEmail.template_id == template_id,
+            MassEmail.subject.is_(None),
+            MassEmail.deleted_at.is_(None),
+        )
+        .order_by(MassEmail.id)
+    ).all()
+
+
+def delete_template(session: Session, template: EmailTemplate) -> None:
+    """Delete a template (for good: nothing sent refers to it). Refused
+    while a mass email not deleted still takes its content from it; mass
+    emails that were scheduled keep their snapshot and lose only the
+    reference."""
+    users = template_users(session, template.id)
+    if users:
+        names = ", ".join(f"{user.name!r} (id {user.id})" for user in users[:5])
+        more = f" and {len(users) - 5} more" if len(users) > 5 else ""
+        raise CampaignError(
+            "template_id",
+            f"the template is the content of mass email(s) {names}{more}: "
+            "choose another template for them or delete them first",
+        )
+    session.delete(template)
+    session.flush()
 
 
 # ------------------------------------------------------------------ campaigns
@@ -349,6 +451,32 @@ def _active_mass_email(campaign: Campaign) -> MassEmail | None:
         if mass_email.deleted_at is None and mass_email.status in ACTIVE_STATUSES:
             return mass_email
     return None
+
+
+COPY_OF_CAMPAIGN = "Copy of "
+
+
+def copy_campaign(session: Session, campaign: Campaign, clock: Clock) -> Campaign:
+    """A new campaign with the settings of ``campaign`` (type, target and
+    excluding lists, sender profile, tracking URLs) named ``Copy of
+    <name>``; its mass emails are not copied (each is one send: copy one
+    with ``copy_mass_email``)."""
+    _require_not_deleted(campaign)
+    copy = Campaign(
+        name=(COPY_OF_CAMPAIGN + campaign.name)[:NAME_MAX_LENGTH],
+        type=campaign.type,
+        sender_profile_id=campaign.sender_profile_id,
+        created_at=clock.now(),
+        target_lists=list(campaign.target_lists),
+        excluding_lists=list(campaign.excluding_lists),
+        tracking_urls=[
+            CampaignTrackingUrl(name=tracking.name, url=tracking.url, created_at=clock.now())
+            for tracking in campaign.tracking_urls
+        ],
+    )
+    session.add(copy)
+    session.flush()
+    return copy
 
 
 def delete_campaign(session: Session, campaign: Campaign, clock: Clock) -> None:

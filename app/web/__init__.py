@@ -17,6 +17,7 @@ from flask import Flask
 
 from app.web.access import init_access
 from app.web.admin import admin
+from app.web.campaigns import campaigns
 from app.web.contacts import REQUEST_MAX_BYTES, contacts
 from app.web.dev_mail import dev_mail
 from app.web.formatting import init_formatting
@@ -25,6 +26,7 @@ from app.web.navigation import init_navigation
 from app.web.public import public
 from app.web.security import init_security
 from app.web.suppression import suppression
+from app.web.templates_ui import email_templates
 from app.web.ui import ui
 from app.web.webhooks import webhooks
 
@@ -47,3 +49,5 @@ def init_web(app: Flask, *, secure_cookies: bool) -> None:
     app.register_blueprint(public)
     app.register_blueprint(dev_mail)
     app.register_blueprint(webhooks)
+    app.register_blueprint(email_templates)
+    app.register_blueprint(campaigns)

@@ -42,6 +42,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("contacts.index", "Contacts", section="contacts"),
     NavItem("lists.index", "Lists", section="lists"),
     NavItem("suppression.index", "Suppression", section="suppression"),
+    NavItem("email_templates.template_list", "Templates", section="email_templates"),
+    NavItem("campaigns.campaign_list", "Campaigns", section="campaigns"),
     NavItem("admin.settings", "Settings", ADMINS),
     NavItem("admin.users", "Users", ADMINS),
     NavItem("admin.jobs", "Jobs", ADMINS),
