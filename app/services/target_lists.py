@@ -12,7 +12,10 @@ Rules:
   every contact;
 - ``populate_from_filter`` applies a filter once, like EspoCRM's
   populate-from-report: contacts that match it later are not added by
-  themselves.
+  themselves;
+- ``target_list_from_results`` makes a new list of a mass email's
+  recipients of one status (or everyone who opened or clicked), once, in
+  one ``INSERT … SELECT``; the list is not created when the name is bad.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.models import Contact, SavedFilter, TargetList, TargetListMember
+from app.models import Contact, QueueItem, SavedFilter, TargetList, TargetListMember
 from app.models.base import UTCDateTime
 from app.models.contacts import AUDIENCE_TYPE_MAX_LENGTH
 from app.services.bulk_sql import insert_ignoring_conflicts
+from app.services.results import RecipientFilter, get_results_mass_email, recipient_condition
 
 NAME_MAX_LENGTH = 200
 CUSTOM_FIELD_KEY_MAX_LENGTH = 100
@@ -369,3 +373,30 @@ def populate_from_filter(
     return how many were not members yet."""
     matching = select(Contact.id).where(contact_filter.where_clause())
     return add_members(session, target_list, matching, clock)
+
+
+def target_list_from_results(
+    session: Session,
+    mass_email_id: int,
+    chosen: RecipientFilter,
+    *,
+    name: str,
+    description: str,
+    clock: Clock,
+) -> tuple[TargetList, int]:
+    """A new target list of the mass email's recipients that match
+    ``chosen`` (say, everyone who clicked), set-based: one ``INSERT …
+    SELECT`` of their contact ids. Recipients whose contact was deleted
+    are left out. Returns the list and how many contacts it got; raises
+    ``TargetListError`` for a bad or taken name (nothing created) and
+    ``ResultsError`` for a mass email without results."""
+    get_results_mass_email(session, mass_email_id)
+    target_list = create_target_list(session, name, description, clock)
+    contact_ids = select(QueueItem.contact_id).where(
+        QueueItem.mass_email_id == mass_email_id,
+        QueueItem.contact_id.is_not(None),
+        recipient_condition(chosen),
+    )
+    # add_members selects from contacts WHERE id IN (this subquery).
+    added = add_members(session, target_list, contact_ids, clock)  # type: ignore[arg-type]
+    return target_list, added

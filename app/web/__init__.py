@@ -19,6 +19,7 @@ from app.web.dev_mail import dev_mail
 from app.web.formatting import init_formatting
 from app.web.navigation import init_navigation
 from app.web.public import public
+from app.web.results import results
 from app.web.security import init_security
 from app.web.ui import ui
 from app.web.webhooks import webhooks
@@ -34,3 +35,4 @@ def init_web(app: Flask, *, secure_cookies: bool) -> None:
     app.register_blueprint(public)
     app.register_blueprint(dev_mail)
     app.register_blueprint(webhooks)
+    app.register_blueprint(results)

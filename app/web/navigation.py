@@ -39,6 +39,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("ui.dashboard", "Dashboard"),
     # Marketer pages (contacts, lists, templates, campaigns, suppression)
     # slot in here.
+    NavItem("results.index", "Results", EVERYONE, "results"),
     NavItem("admin.settings", "Settings", ADMINS),
     NavItem("admin.users", "Users", ADMINS),
     NavItem("admin.jobs", "Jobs", ADMINS),
