@@ -57,7 +57,7 @@ from app.services.results import (
     recipient_page,
     results_summary,
 )
-from app.services.results_chart import timeline_svg, width_text
+from app.services.results_chart import SIZES, timeline_svg, width_text
 from app.services.runtime_settings import get_runtime_settings
 from app.services.target_lists import TargetListError, target_list_from_results
 
@@ -143,9 +143,11 @@ def summary(mass_email_id: int) -> tuple[str, int]:
 def chart(mass_email_id: int) -> Response:
     store = current_session()
     mass_email = get_results_mass_email(store, mass_email_id)
-    svg = timeline_svg(
-        opens_and_clicks(store, mass_email_id), f"Opens and clicks: {mass_email.name}"
-    )
+    size = request.args.get("size", "wide")
+    if size not in SIZES:
+        abort(400, description=f"size: one of {', '.join(SIZES)}")
+    title = f"Opens and clicks: {mass_email.name}"
+    svg = timeline_svg(opens_and_clicks(store, mass_email_id), title, size)
     response = Response(svg, mimetype="image/svg+xml")
     response.headers["Content-Security-Policy"] = CHART_POLICY
     return response

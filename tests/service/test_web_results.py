@@ -99,7 +99,7 @@ def test_the_summary_shows_counts_rates_and_the_chart(client: FlaskClient, sent:
     assert "Opened (unique) 3 50.0 % of delivered" in text
     assert "Delivered 6 75.0 % of sent" in text
     assert f'<img src="/results/{sent.mass_email.id}/chart.svg"' in page
-    assert 'alt="Line chart: 4 opens and 2 clicks from 2026-03-02 09:10:00 UTC' in page
+    assert 'alt="Bar chart: 4 opens and 2 clicks from 2026-03-02 09:10:00 UTC' in page
     assert f'href="/results/{sent.mass_email.id}/recipients?status=bounced_hard"' in page
     assert f'href="/results/{sent.mass_email.id}/log.csv"' in page
 
@@ -114,6 +114,9 @@ def test_the_chart_is_an_svg_without_script(client: FlaskClient, sent: Sent) -> 
     policy = response.headers["Content-Security-Policy"]
     assert policy.startswith("default-src 'none'")
     assert "script-src" not in policy  # falls back to default-src 'none'
+    narrow = client.get(f"/results/{sent.mass_email.id}/chart.svg?size=narrow")
+    assert b'viewBox="0 0 360 320"' in narrow.data
+    assert client.get(f"/results/{sent.mass_email.id}/chart.svg?size=huge").status_code == 400
 
 
 def test_the_recipient_table_filters_and_pages(client: FlaskClient, sent: Sent) -> None:
