@@ -30,7 +30,8 @@ from app.services.quota import QUOTA_WINDOW, claims_since, quota_frees_at
 from app.services.runtime_settings import RuntimeSettings
 
 MAX_SHOWN = 20
-RECENT_SHOWN = 5
+# Each one's rates cost a pass over its queue items: a glance, not a report.
+RECENT_SHOWN = 3
 SENDING_STATUSES = (MassEmailStatus.IN_PROGRESS, MassEmailStatus.PAUSED)
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app import app_settings
@@ -35,6 +35,7 @@ from app.services.campaigns import TemplateInput, add_mass_email, save_template
 from app.services.dashboard import recent_results
 from app.services.engagement import OptOutSource
 from app.services.messages import preview, public_links
+from app.services.overview import database_overview
 from app.services.results import (
     BUCKET_WIDTHS,
     MAX_BUCKETS,
@@ -54,7 +55,7 @@ from app.services.runtime_settings import get_runtime_settings
 from app.services.target_lists import TargetListError, target_list_from_results
 from app.services.tokens import LinkSigner
 from bounce.report import BounceReport, RecipientReport, ReportKind
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, add_contact
 from tests.integration.test_dispatch import World, make_world
 from tests.smtp_server import RunningServer, smtp_server
 
@@ -483,3 +484,21 @@ def test_the_dashboard_lists_recent_complete_mass_emails_with_their_rates(sent: 
     assert (recent.recipients, recent.sent, recent.delivered) == (8, 8, 6)
     assert (recent.opened, recent.clicked, recent.bounced) == (3, 2, 2)
     assert (recent.open_rate, recent.click_rate, recent.bounce_rate) == (0.5, 2 / 6, 0.25)
+
+
+def test_the_contact_count_is_estimated_only_for_a_big_table_on_postgresql(
+    session: Session, clock: FixedClock
+) -> None:
+    for name in ("ann", "bob", "cy"):
+        add_contact(session, clock, f"{name}@example.org")
+    session.commit()
+
+    exact = database_overview(session)
+
+    assert (exact.contacts, exact.contacts_approximate) == (3, False)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE contacts"))
+        estimated = database_overview(session, exact_limit=2)
+        assert (estimated.contacts, estimated.contacts_approximate) == (3, True)
+    else:  # SQLite has no statistics to read: always counted
+        assert database_overview(session, exact_limit=0).contacts_approximate is False

@@ -128,7 +128,7 @@ def test_the_recipient_table_filters_and_pages(client: FlaskClient, sent: Sent) 
 
     assert "bob@example.org" in clicked and "gus@example.org" in clicked
     assert "ann@example.org" not in clicked
-    assert "2 recipient(s): clicked." in clicked
+    assert "Showing: clicked, 2 on this page" in clicked
     assert "cy@example.org" in hard and "dee@example.org" not in hard
     assert everyone.count('<th scope="row"><a href="/results/') == 8
     assert "Next page" not in everyone  # eight fit on one page
