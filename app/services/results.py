@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Integer, and_, case, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
     BounceKind,
@@ -644,11 +644,13 @@ def _drain(buffer: io.StringIO) -> str:
     return text
 
 
-def recent_mass_email_ids(session: Session, after: int | None, size: int) -> Sequence[MassEmail]:
+def mass_emails_with_results(session: Session, after: int | None, size: int) -> Sequence[MassEmail]:
     """Mass emails with results (not drafts, not deleted), newest first,
     a keyset page: those with an id below ``after``."""
-    statement = select(MassEmail).where(
-        MassEmail.deleted_at.is_(None), MassEmail.status != MassEmailStatus.DRAFT
+    statement = (
+        select(MassEmail)
+        .options(joinedload(MassEmail.campaign))
+        .where(MassEmail.deleted_at.is_(None), MassEmail.status != MassEmailStatus.DRAFT)
     )
     if after is not None:
         statement = statement.where(MassEmail.id < after)

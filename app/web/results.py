@@ -49,10 +49,10 @@ from app.services.results import (
     ResultsError,
     campaign_log_csv,
     get_results_mass_email,
+    mass_emails_with_results,
     message_copy,
     opens_and_clicks,
     parse_filter,
-    recent_mass_email_ids,
     recipient_detail,
     recipient_page,
     results_summary,
@@ -101,7 +101,7 @@ def _not_found(error: ResultsError) -> tuple[str, int]:
 @results.get("")
 def index() -> str:
     after = _id_arg("after")
-    mass_emails = recent_mass_email_ids(current_session(), after, INDEX_PAGE_SIZE + 1)
+    mass_emails = mass_emails_with_results(current_session(), after, INDEX_PAGE_SIZE + 1)
     return render_template(
         "ui/results/index.html",
         mass_emails=mass_emails[:INDEX_PAGE_SIZE],

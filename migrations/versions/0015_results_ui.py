@@ -1,4 +1,4 @@
-"""results UI: a (mass_email_id, id) index on queue items
+"""results UI: indexes for the recipients' keyset and a recipient's log
 
 Revision ID: 0015_results_ui
 Revises: 0012_web_access
@@ -11,6 +11,10 @@ the first page of a third mass email of 100,000; 0.1 ms with it), or read
 and sorted the mass email's items. A status filter uses it too when the
 status is common; a rare one reads (mass_email_id, status) and sorts the
 few rows.
+
+A recipient's page lists the campaign-log rows of its queue item: without
+an index on campaign_log.queue_item_id that was a pass over the whole log
+(19 ms at 132,500 rows, growing with every mass email ever sent).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -25,7 +29,9 @@ depends_on = None
 
 def upgrade():
     op.create_index('ix_queue_items_mass_email_id_id', 'queue_items', ['mass_email_id', 'id'], unique=False)
+    op.create_index('ix_campaign_log_queue_item_id', 'campaign_log', ['queue_item_id'], unique=False)
 
 
 def downgrade():
+    op.drop_index('ix_campaign_log_queue_item_id', table_name='campaign_log')
     op.drop_index('ix_queue_items_mass_email_id_id', table_name='queue_items')

@@ -116,8 +116,8 @@ TABLES_AFTER_0009 = {
 
 
 # Indexes that later migrations add to earlier tables: 0015 (the results
-# page's recipients by keyset).
-INDEXES_AFTER_0009 = {"ix_queue_items_mass_email_id_id"}
+# page's recipients by keyset, a recipient's log).
+INDEXES_AFTER_0009 = {"ix_queue_items_mass_email_id_id", "ix_campaign_log_queue_item_id"}
 
 
 def _of_a_later_table(difference: Any) -> bool:
