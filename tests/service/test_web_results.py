@@ -362,3 +362,19 @@ def test_the_live_figures_follow_a_mass_email_being_sent(client: FlaskClient, se
     assert progress["eta"].startswith("2026-03-02 11:05:")
     page = client.get("/").get_data(as_text=True)
     assert f'<tr data-mass-email-id="{sending.id}">' in page
+
+
+def test_the_results_pages_have_no_inline_script_or_style(client: FlaskClient, sent: Sent) -> None:
+    base = f"/results/{sent.mass_email.id}"
+    for path in (
+        "/results",
+        base,
+        f"{base}/recipients",
+        f"{base}/recipients/{sent.items['gus'].id}",
+        "/",
+    ):
+        page = client.get(path).get_data(as_text=True)
+        scripts = re.findall(r"<script[^>]*>", page)
+        assert all(re.fullmatch(r'<script src="/static/[a-z_]+\.js" defer>', s) for s in scripts)
+        assert " style=" not in page and "<style" not in page, path
+        assert not re.search(r"<[^>]+\son[a-z]+=", page), path
