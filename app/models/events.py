@@ -45,6 +45,8 @@ class CampaignLogEntry(Base):
     __table_args__ = (
         Index("ix_campaign_log_mass_email_id_event", "mass_email_id", "event"),
         Index("ix_campaign_log_contact_id_occurred_at", "contact_id", "occurred_at"),
+        # A recipient's events on the results page (migration 0015).
+        Index("ix_campaign_log_queue_item_id", "queue_item_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -104,6 +104,9 @@ class QueueItem(Base):
     __table_args__ = (
         UniqueConstraint("mass_email_id", "contact_id", name="uq_queue_items_mass_email_contact"),
         Index("ix_queue_items_mass_email_id_status", "mass_email_id", "status"),
+        # The results page's recipients in id order, page by page (a keyset).
+        # Migration 0015.
+        Index("ix_queue_items_mass_email_id_id", "mass_email_id", "id"),
         Index("ix_queue_items_contact_id", "contact_id"),
         # Housekeeping finds expired leases without scanning the queue.
         Index(

@@ -9,6 +9,10 @@ Rules:
 - **Being sent** means ``in_progress`` or ``paused`` (a paused one shows
   its progress, without an estimate), oldest start first, at most
   ``MAX_SHOWN`` of them (the page says how many more there are).
+- **Recent results**: the last ``RECENT_SHOWN`` complete mass emails
+  (latest start first) with their open, click and bounce rates, counted
+  as the results page counts them (``app.services.results``) in one
+  ``GROUP BY`` for all of them.
 """
 
 from __future__ import annotations
@@ -16,17 +20,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.models import MassEmail, MassEmailStatus
+from app.models import MassEmail, MassEmailStatus, QueueItem, QueueItemStatus
 from app.services.dispatch_status import Progress, mass_email_progress
 from app.services.quota import QUOTA_WINDOW, claims_since, quota_frees_at
 from app.services.runtime_settings import RuntimeSettings
 
 MAX_SHOWN = 20
+# Each one's rates cost a pass over its queue items: a glance, not a report.
+RECENT_SHOWN = 3
 SENDING_STATUSES = (MassEmailStatus.IN_PROGRESS, MassEmailStatus.PAUSED)
+
+
+@dataclass(frozen=True)
+class RecentResult:
+    """A complete mass email's reach (the results page's definitions)."""
+
+    mass_email_id: int
+    name: str
+    start_at: datetime | None
+    recipients: int
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    bounced: int
+
+    @property
+    def open_rate(self) -> float:
+        return self.opened / self.delivered if self.delivered else 0.0
+
+    @property
+    def click_rate(self) -> float:
+        return self.clicked / self.delivered if self.delivered else 0.0
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounced / self.sent if self.sent else 0.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +69,7 @@ class Dashboard:
     quota_frees_at: datetime | None  # when a full window next has room
     sending: list[Progress]
     more_sending: int  # beyond MAX_SHOWN
+    recent: list[RecentResult]
 
     @property
     def quota_percent(self) -> int:
@@ -60,4 +94,44 @@ def dashboard(session: Session, clock: Clock, runtime: RuntimeSettings) -> Dashb
         quota_frees_at=quota_frees_at(session, clock, runtime.max_per_hour),
         sending=[mass_email_progress(session, id_, clock, runtime) for id_ in ids],
         more_sending=max(0, total - len(ids)),
+        recent=recent_results(session),
     )
+
+
+def recent_results(session: Session, limit: int = RECENT_SHOWN) -> list[RecentResult]:
+    """The last ``limit`` complete mass emails with their rates (see the
+    module's rules)."""
+    recent = session.execute(
+        select(MassEmail.id, MassEmail.name, MassEmail.start_at)
+        .where(MassEmail.status == MassEmailStatus.COMPLETE, MassEmail.deleted_at.is_(None))
+        .order_by(MassEmail.start_at.desc(), MassEmail.id.desc())
+        .limit(limit)
+    ).all()
+    if not recent:
+        return []
+    bounced = QueueItem.status == QueueItemStatus.BOUNCED
+    counts = {
+        row[0]: row[1:]
+        for row in session.execute(
+            select(
+                QueueItem.mass_email_id,
+                func.count(),
+                # Sent: accepted by the relay, or refused with a bounce.
+                func.count(case((bounced, 1), (QueueItem.sent_at.is_not(None), 1))),
+                func.count(QueueItem.opened_at),
+                func.count(QueueItem.clicked_at),
+                func.count(case((bounced, 1))),
+            )
+            .where(QueueItem.mass_email_id.in_([row.id for row in recent]))
+            .group_by(QueueItem.mass_email_id)
+        )
+    }
+    results = []
+    for id_, name, start_at in recent:
+        total, sent, opened, clicked, bounces = counts.get(id_, (0, 0, 0, 0, 0))
+        results.append(
+            RecentResult(
+                id_, name, start_at, total, sent, max(0, sent - bounces), opened, clicked, bounces
+            )
+        )
+    return results

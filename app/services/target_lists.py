@@ -20,6 +20,9 @@ Rules:
 - a list that a campaign (not deleted) sends to or excludes cannot be
   deleted: its audience would change without anyone noticing;
 - member pages are keyset pages, newest member id first.
+- ``target_list_from_results`` makes a new list of a mass email's
+  recipients of one status (or everyone who opened or clicked), once, in
+  one ``INSERT … SELECT``; the list is not created when the name is bad.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from app.models import (
     Contact,
     EmailStatus,
     MassEmail,
+    QueueItem,
     SavedFilter,
     TargetList,
     TargetListMember,
@@ -63,6 +67,7 @@ from app.models import (
 from app.models.base import UTCDateTime
 from app.models.contacts import AUDIENCE_TYPE_MAX_LENGTH
 from app.services.bulk_sql import insert_ignoring_conflicts
+from app.services.results import RecipientFilter, get_results_mass_email, recipient_condition
 
 NAME_MAX_LENGTH = 200
 CUSTOM_FIELD_KEY_MAX_LENGTH = 100
@@ -624,3 +629,30 @@ def list_choices(session: Session) -> list[tuple[int, str]]:
     """Every list as (id, name), by name, for a form's choice (no counts)."""
     query = select(TargetList.id, TargetList.name).order_by(TargetList.name)
     return [(list_id, name) for list_id, name in session.execute(query)]
+
+
+def target_list_from_results(
+    session: Session,
+    mass_email_id: int,
+    chosen: RecipientFilter,
+    *,
+    name: str,
+    description: str,
+    clock: Clock,
+) -> tuple[TargetList, int]:
+    """A new target list of the mass email's recipients that match
+    ``chosen`` (say, everyone who clicked), set-based: one ``INSERT …
+    SELECT`` of their contact ids. Recipients whose contact was deleted
+    are left out. Returns the list and how many contacts it got; raises
+    ``TargetListError`` for a bad or taken name (nothing created) and
+    ``ResultsError`` for a mass email without results."""
+    get_results_mass_email(session, mass_email_id)
+    target_list = create_target_list(session, name, description, clock)
+    contact_ids = select(QueueItem.contact_id).where(
+        QueueItem.mass_email_id == mass_email_id,
+        QueueItem.contact_id.is_not(None),
+        recipient_condition(chosen),
+    )
+    # add_members selects from contacts WHERE id IN (this subquery).
+    added = add_members(session, target_list, contact_ids, clock)  # type: ignore[arg-type]
+    return target_list, added

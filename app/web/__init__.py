@@ -24,6 +24,7 @@ from app.web.formatting import init_formatting
 from app.web.lists import lists
 from app.web.navigation import init_navigation
 from app.web.public import public
+from app.web.results import results
 from app.web.security import init_security
 from app.web.suppression import suppression
 from app.web.templates_ui import email_templates
@@ -51,3 +52,4 @@ def init_web(app: Flask, *, secure_cookies: bool) -> None:
     app.register_blueprint(webhooks)
     app.register_blueprint(email_templates)
     app.register_blueprint(campaigns)
+    app.register_blueprint(results)

@@ -44,6 +44,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("suppression.index", "Suppression", section="suppression"),
     NavItem("email_templates.template_list", "Templates", section="email_templates"),
     NavItem("campaigns.campaign_list", "Campaigns", section="campaigns"),
+    NavItem("results.index", "Results", EVERYONE, "results"),
     NavItem("admin.settings", "Settings", ADMINS),
     NavItem("admin.users", "Users", ADMINS),
     NavItem("admin.jobs", "Jobs", ADMINS),

@@ -4,10 +4,14 @@ what happened and redirects (POST/redirect/GET)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from flask import (
     Blueprint,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -21,7 +25,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from app.context import app_clock
 from app.extensions import current_session, db
 from app.services import login_throttle
+from app.services.dashboard import Dashboard
 from app.services.dashboard import dashboard as dashboard_figures
+from app.services.durations import format_duration
 from app.services.overview import database_overview
 from app.services.runtime_settings import get_runtime_settings
 from app.services.users import (
@@ -32,6 +38,7 @@ from app.services.users import (
     login_key,
 )
 from app.web.access import public_endpoint, safe_next, signed_in, web_user
+from app.web.formatting import format_time
 
 ui = Blueprint("ui", __name__)
 
@@ -91,19 +98,64 @@ def logout() -> BaseResponse:
 
 @ui.get("/")
 def dashboard() -> str:
+    return render_template(
+        "ui/dashboard.html",
+        overview=database_overview(current_session()),
+        figures=_figures(),
+        now=app_clock(current_app).now(),
+        live_interval=LIVE_INTERVAL_SECONDS,
+    )
+
+
+LIVE_INTERVAL_SECONDS = 5
+
+
+def live_figures(figures: Dashboard | None, now: datetime) -> dict[str, Any]:
+    """The dashboard's changing figures as ``dashboard.js`` shows them:
+    texts formatted here, so the page and its updates read the same."""
+    if figures is None:
+        return {"ready": False}
+    return {
+        "ready": True,
+        "interval_seconds": LIVE_INTERVAL_SECONDS,
+        "as_of": format_time(now),
+        "quota": {
+            "used": figures.quota_used,
+            "max": figures.max_per_hour,
+            "frees_at": (format_time(figures.quota_frees_at) if figures.quota_frees_at else None),
+        },
+        "sending": [
+            {
+                "id": progress.mass_email_id,
+                "status": progress.status.value.replace("_", " "),
+                "done": progress.total - progress.remaining,
+                "total": progress.total,
+                "eta": (
+                    f"{format_time(progress.eta)} "
+                    f"(in {format_duration((progress.eta - now).total_seconds())})"
+                    if progress.eta
+                    else "—"
+                ),
+            }
+            for progress in figures.sending
+        ],
+        "more_sending": figures.more_sending,
+    }
+
+
+def _figures() -> Dashboard | None:
     store = current_session()
     try:
         runtime = get_runtime_settings(store)
     except LookupError:
-        figures = None
-    else:
-        figures = dashboard_figures(store, app_clock(current_app), runtime)
-    return render_template(
-        "ui/dashboard.html",
-        overview=database_overview(store),
-        figures=figures,
-        now=app_clock(current_app).now(),
-    )
+        return None
+    return dashboard_figures(store, app_clock(current_app), runtime)
+
+
+@ui.get("/dashboard/live")
+def dashboard_live() -> BaseResponse:
+    """The figures ``dashboard.js`` refreshes the dashboard with."""
+    return jsonify(live_figures(_figures(), app_clock(current_app).now()))
 
 
 @ui.route("/account", methods=["GET", "POST"])

@@ -124,11 +124,14 @@ TABLES_AFTER_0009 = {
 }
 # Columns that later migrations add to older tables: 0013.
 COLUMNS_AFTER_0009 = {("contact_imports", "csv_header"), ("contact_imports", "csv_delimiter")}
-# Indexes that later migrations add to older tables: 0013.
+# Indexes that later migrations add to older tables: 0013 (contact search),
+# 0015 (the results page's recipients by keyset, a recipient's log).
 INDEXES_AFTER_0009 = {
     "ix_contacts_first_name_lower",
     "ix_contacts_last_name_lower",
     "ix_contacts_company_lower",
+    "ix_queue_items_mass_email_id_id",
+    "ix_campaign_log_queue_item_id",
 }
 
 
