@@ -1,7 +1,7 @@
 """contacts ui: search indexes and the browser import's problem rows
 
 Revision ID: 0013_contacts_ui
-Revises: 0016_bounce_digests
+Revises: 0012_web_access
 Create Date: 2026-12-22 09:00:00.000000
 
 - Expression indexes on lower(first_name), lower(last_name) and
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0013_contacts_ui'
-down_revision = '0016_bounce_digests'
+down_revision = '0012_web_access'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """results UI: indexes for the recipients' keyset and a recipient's log
 
 Revision ID: 0015_results_ui
-Revises: 0013_contacts_ui
+Revises: 0014_bounce_digests
 Create Date: 2026-12-27 09:00:00.000000
 
 The results page lists a mass email's recipients page by page with a keyset
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0015_results_ui'
-down_revision = '0013_contacts_ui'
+down_revision = '0014_bounce_digests'
 branch_labels = None
 depends_on = None
 

@@ -110,7 +110,7 @@ INDEXES_OF_0009 = {f"ix_queue_items_claimable_{group}" for group in DomainGroup}
 
 # Tables that later migrations create: 0010 (the suppression list and
 # bounces), 0011 (the bounce mailbox's checkpoints), 0012 (the log-in rate
-# limit), 0013 (the browser import's problem rows), 0016 (the bounce
+# limit), 0013 (the browser import's problem rows), 0014 (the bounce
 # digests' progress).
 TABLES_AFTER_0009 = {
     "suppressions",

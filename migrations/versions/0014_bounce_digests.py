@@ -1,7 +1,7 @@
 """bounce digests: how far each sender profile's daily digest has got
 
-Revision ID: 0016_bounce_digests
-Revises: 0012_web_access
+Revision ID: 0014_bounce_digests
+Revises: 0013_contacts_ui
 Create Date: 2026-12-22 09:00:00.000000
 
 One row per sender profile whose point of contact was sent a digest of
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0016_bounce_digests'
-down_revision = '0012_web_access'
+revision = '0014_bounce_digests'
+down_revision = '0013_contacts_ui'
 branch_labels = None
 depends_on = None
 
