@@ -1,6 +1,7 @@
 """Benchmark: server time of the web UI's pages on a big database.
 
-``--page contacts`` (the contacts part; other parts add their own pages):
+``--page contacts`` (the contacts pages) or ``--page results`` (the results,
+recipients and dashboard pages of a mass email, ``bench/ui_results.py``):
 builds a fresh, migrated database and fills it inside the database
 (``bench_support``: PostgreSQL ``generate_series``, SQLite a recursive CTE):
 
@@ -356,12 +357,22 @@ def run(database_url: str, page: str, count: int, repeat: int, activity: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--page", choices=sorted(PAGES), default="contacts")
+    parser.add_argument("--page", choices=sorted([*PAGES, "results"]), default="contacts")
     parser.add_argument("--database", help="SQLite or PostgreSQL (admin) URL, or 'postgresql'")
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--activity", type=int, default=500, help="log rows of the timed contact")
+    parser.add_argument("--recipients", type=int, default=100_000, help="results: per mass email")
+    parser.add_argument("--earlier", type=int, default=2, help="results: earlier mass emails")
     args = parser.parse_args()
+    if args.page == "results":
+        # The results, recipients and dashboard pages: bench/ui_results.py.
+        from ui_results import run as run_results
+
+        with bench_database(args.database) as url:
+            figures = run_results(url, args.contacts, args.recipients, args.repeat, args.earlier)
+        print(json.dumps({"page": "results", **figures}))
+        return
     with bench_database(args.database) as url:
         outcome = run(url, args.page, args.contacts, args.repeat, args.activity)
     worst = max(page["p95_ms"] for page in outcome["pages"].values())
