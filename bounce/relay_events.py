@@ -41,8 +41,6 @@ from dataclasses import dataclass, field, replace
 from bounce.classify import classify
 from bounce.report import BounceReport, RecipientReport, ReportKind
 
-# Our own Message-ID (app/services/composition.py): <q{item}.{16 hex}@domain>.
-_OUR_MESSAGE_ID = re.compile(r"<?q(\d{1,18})\.[0-9a-f]{16}@[^>\s]+>?\Z")
 _STATUS_IN_TEXT = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 MAX_EVENTS = 10_000  # per request: a relay batches at most a few thousand
 MAX_TEXT = 2_000  # characters kept of a diagnostic
@@ -76,14 +74,6 @@ class RelayBatch:
     events: list[RelayEvent] = field(default_factory=list)
     ignored: int = 0  # events that are not bounces (deliveries, opens, …)
     skipped: list[str] = field(default_factory=list)  # events that made no sense
-
-
-def queue_item_from_message_id(message_id: str | None) -> int | None:
-    """The queue item id inside one of Sluice's own Message-IDs, else None."""
-    if not message_id:
-        return None
-    match = _OUR_MESSAGE_ID.match(message_id.strip())
-    return int(match.group(1)) if match else None
 
 
 def status_in(text: str | None) -> str | None:

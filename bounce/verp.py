@@ -39,6 +39,7 @@ import enum
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -154,6 +155,20 @@ class VerpCodec:
         if not at or domain.rstrip(".") != self.domain or not local.startswith(self._prefix):
             return None
         return local
+
+
+def first_verified(codec: VerpCodec, addresses: Iterable[str]) -> tuple[VerpResult, str]:
+    """The first address whose VERP MAC verifies, with its result; else the
+    first forged one (``FORGED``); else ``NOT_VERP`` and "". Addresses come
+    most trustworthy first (``BounceReport.return_addresses``)."""
+    forged = ""
+    for address in addresses:
+        result = codec.decode(address)
+        if result.kind is VerpKind.VALID:
+            return result, address
+        if result.kind is VerpKind.FORGED and not forged:
+            forged = address
+    return (VerpResult(VerpKind.FORGED), forged) if forged else (NOT_VERP, "")
 
 
 @lru_cache(maxsize=8)

@@ -20,7 +20,7 @@ import click
 
 import bounce
 from bounce.report import BounceReport
-from bounce.verp import VerpCodec, VerpKind, codec_for
+from bounce.verp import VerpCodec, codec_for, first_verified
 from config import ConfigError, load_settings
 
 # Bounces are small; a file larger than this is read only in part
@@ -68,11 +68,7 @@ def classify_file(path: str, codec: VerpCodec | None = None) -> dict[str, Any]:
 
 def verified_item(report: BounceReport, codec: VerpCodec) -> int | None:
     """The queue item of the first return address whose VERP MAC verifies."""
-    for address in report.return_addresses:
-        result = codec.decode(address)
-        if result.kind is VerpKind.VALID:
-            return result.item_id
-    return None
+    return first_verified(codec, report.return_addresses)[0].item_id
 
 
 def settings_codec(verp_domain: str | None) -> VerpCodec | None:

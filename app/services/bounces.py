@@ -96,8 +96,9 @@ from app.services.queue_status import transition_if_allowed
 from app.services.return_path import mailto_codec, verp_codec
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
 from app.services.tokens import LinkSigner
+from bounce.queue_ids import item_from_header, item_from_message_id
 from bounce.report import BounceReport, RecipientReport, ReportKind
-from bounce.verp import VerpCodec, VerpKind
+from bounce.verp import VerpCodec, VerpKind, first_verified
 from config import Settings
 
 __all__ = [
@@ -113,8 +114,6 @@ DETAIL_TEXT_MAX_LENGTH = 1000
 # The control characters a log detail never keeps (JSON and terminals).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # composition writes Message-ID: <q<item>.<16 hex>@<sending domain>>.
-_SLUICE_MESSAGE_ID = re.compile(r"<?q([1-9][0-9]{0,18})\.[0-9a-f]{16}@[^>\s]+>?")
-_ITEM_HEADER = re.compile(r"\s*([1-9][0-9]{0,18})\s*")
 
 _LOG_EVENT = {
     ReportKind.HARD: CampaignLogEvent.BOUNCED_HARD,
@@ -363,15 +362,11 @@ class Match:
 def match_by_verp(report: BounceReport, codec: VerpCodec) -> Match:
     """The first verified VERP address among the report's return addresses
     (most trustworthy first); forged when only forgeries were found."""
-    forged = ""
-    for address in report.return_addresses:
-        result = codec.decode(address)
-        if result.kind is VerpKind.VALID:
-            return Match(result.item_id, detail=f"VERP {_clean(address)}")
-        if result.kind is VerpKind.FORGED and not forged:
-            forged = address
-    if forged:
-        return Match(None, forged=True, detail=f"forged VERP address {_clean(forged)}")
+    result, address = first_verified(codec, report.return_addresses)
+    if result.kind is VerpKind.VALID:
+        return Match(result.item_id, detail=f"VERP {_clean(address)}")
+    if result.kind is VerpKind.FORGED:
+        return Match(None, forged=True, detail=f"forged VERP address {_clean(address)}")
     return Match(None, detail="no VERP address")
 
 
@@ -380,8 +375,8 @@ def match_by_headers(session: Session, report: BounceReport) -> Match:
     the item in its Message-ID; both must agree when both are there, and the
     item's address must be among the bounce's recipients when it names any
     (the header is unsigned)."""
-    from_header = _item_from_header(report.returned_queue_item_header)
-    from_message_id = _item_from_message_id(report.returned_message_id)
+    from_header = item_from_header(report.returned_queue_item_header)
+    from_message_id = item_from_message_id(report.returned_message_id)
     if from_header and from_message_id and from_header != from_message_id:
         return Match(None, detail="the returned message's header and Message-ID disagree")
     item_id = from_header or from_message_id
@@ -401,20 +396,6 @@ def _recipients(report: BounceReport) -> set[str]:
     if report.recipient:
         addresses.add(report.recipient)
     return {address.strip() for address in addresses}
-
-
-def _item_from_header(value: str | None) -> int | None:
-    match = _ITEM_HEADER.fullmatch(value or "")
-    return None if match is None else _within_range(int(match.group(1)))
-
-
-def _item_from_message_id(value: str | None) -> int | None:
-    match = _SLUICE_MESSAGE_ID.fullmatch((value or "").strip())
-    return None if match is None else _within_range(int(match.group(1)))
-
-
-def _within_range(item_id: int) -> int | None:
-    return item_id if item_id <= 2**63 - 1 else None
 
 
 # ----------------------------------------------------------------- one fetched message

@@ -45,12 +45,12 @@ from app.clock import Clock
 from app.models import Contact, QueueItem, QueueItemStatus
 from app.services import bounces
 from app.services.addresses import InvalidAddress, normalise_address
+from bounce.queue_ids import item_from_header, item_from_message_id
 from bounce.relay_events import (
     RelayBatch,
     RelayEvent,
     mailgun_events,
     postmark_events,
-    queue_item_from_message_id,
     relay_report,
     sendgrid_events,
     ses_events,
@@ -293,10 +293,7 @@ def find_queue_item(session: Session, event: RelayEvent) -> QueueItem | None:
 
 
 def _item_id(event: RelayEvent) -> int | None:
-    header = (event.queue_item_header or "").strip()
-    if header.isascii() and header.isdigit() and len(header) <= 18:
-        return int(header)
-    return queue_item_from_message_id(event.message_id)
+    return item_from_header(event.queue_item_header) or item_from_message_id(event.message_id)
 
 
 def _latest_sent_to(session: Session, address: str) -> QueueItem | None:

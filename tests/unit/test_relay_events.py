@@ -9,12 +9,12 @@ import json
 
 import pytest
 
+from bounce.queue_ids import item_from_message_id as queue_item_from_message_id
 from bounce.relay_events import (
     ProviderKind,
     RelayEvent,
     mailgun_events,
     postmark_events,
-    queue_item_from_message_id,
     relay_report,
     sendgrid_events,
     ses_events,
