@@ -4,17 +4,17 @@ commit each result, complete finished mass emails.
 Rules (besides those of ``app.services.dispatch`` and
 ``app.services.dispatch_results``):
 
-- **Threads only talk SMTP.** The main thread builds each message (one
-  ``MessageFactory`` per mass email per tick) and hands it to a
-  ``TransportPool`` of ``smtp_connections`` threads, each with its own
-  transport; results come back to the main thread as they arrive. It hands
-  accepted replies to the results writer (``dispatch_writer``: a thread
-  with its own session that commits every reply waiting, one transaction
-  per group) and records any other result itself, at once. A SQLAlchemy
-  session is never shared between threads, and a result is still durable
-  right after its reply. At most ``IN_FLIGHT_PER_CONNECTION`` messages per
-  connection wait built in memory, so memory stays flat whatever the batch
-  size.
+- **One thread builds and sends.** The tick's thread builds each message
+  (one ``MessageFactory`` per mass email per tick) and submits it to a
+  ``TransportPool`` of ``smtp_connections`` connections, driven by an event
+  loop in the same thread: while a connection waits for its reply, the next
+  message is built. It hands accepted replies to the results writer
+  (``dispatch_writer``: a thread with its own session that commits every
+  reply waiting, one transaction per group) and records any other result
+  itself, at once. A SQLAlchemy session is never shared between threads,
+  and a result is still durable right after its reply. At most
+  ``IN_FLIGHT_PER_CONNECTION`` messages per connection wait built in
+  memory, so memory stays flat whatever the batch size.
 - **Send deadline.** A message is not handed to SMTP later than
   ``SEND_MARGIN`` (at most half the lease) before its claim's lease
   expires, so a conversation still running when housekeeping may call the

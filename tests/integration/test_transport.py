@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.clock import SystemClock
 from app.services.transport import (
     Security,
     SendOutcome,
+    SendResult,
     SmtpSettings,
     SmtpStage,
     SmtpTransport,
     parse_smtp_url,
 )
+from app.services.transport_pool import SendJob, TransportPool
 from tests.smtp_server import RunningServer, free_port, smtp_server
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -29,17 +33,49 @@ def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
         yield running
 
 
-def transport_for(server: RunningServer, **overrides: object) -> SmtpTransport:
+@pytest.fixture(params=["direct", "pool"])
+def way(request: pytest.FixtureRequest) -> str:
+    """Each behaviour holds for ``SmtpTransport.send`` and for the
+    dispatcher's ``TransportPool``, which drives the same connection's
+    transactions itself over a non-blocking socket."""
+    return str(request.param)
+
+
+class PoolSender:
+    """One connection of a ``TransportPool``, used one message at a time."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.pool = TransportPool(lambda: transport, 1, SystemClock())
+        self.keys = itertools.count()
+
+    def send(self, message: bytes, envelope_from: str, recipient: str) -> SendResult:
+        self.pool.submit(SendJob(next(self.keys), message, envelope_from, recipient))
+        [outcome] = self.pool.completed(block=True)
+        assert outcome.result is not None, outcome.error
+        return outcome.result
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def sender(way: str, transport: SmtpTransport) -> SmtpTransport | PoolSender:
+    return transport if way == "direct" else PoolSender(transport)
+
+
+def transport_for(
+    way: str, server: RunningServer, **overrides: object
+) -> SmtpTransport | PoolSender:
     settings = SmtpSettings(host=server.host, port=server.port, timeout=5)
     for key, value in overrides.items():
         object.__setattr__(settings, key, value)
-    return SmtpTransport(settings, ssl_context=server.client_context())
+    return sender(way, SmtpTransport(settings, ssl_context=server.client_context()))
 
 
 def test_accepted_message_keeps_the_relays_reply_and_reuses_the_connection(
+    way: str,
     server: RunningServer,
 ) -> None:
-    transport = transport_for(server)
+    transport = transport_for(way, server)
     first = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     second = transport.send(MESSAGE, "bounces@example.com", "c@example.org")
     transport.close()
@@ -59,9 +95,9 @@ def test_accepted_message_keeps_the_relays_reply_and_reuses_the_connection(
     assert server.handler.pipelined == (2 if server.handler.pipelining else 0)
 
 
-def test_lines_starting_with_a_dot_arrive_unchanged(server: RunningServer) -> None:
+def test_lines_starting_with_a_dot_arrive_unchanged(way: str, server: RunningServer) -> None:
     message = MESSAGE + b".\r\n..two\r\n.three"  # and no final line break
-    transport = transport_for(server)
+    transport = transport_for(way, server)
     assert transport.send(message, "bounces@example.com", "b@example.org").accepted
     transport.close()
     assert server.handler.messages[0].data == message + b"\r\n"
@@ -75,10 +111,10 @@ def test_lines_starting_with_a_dot_arrive_unchanged(server: RunningServer) -> No
     ],
 )
 def test_sender_reply_is_classified_and_the_session_goes_on(
-    server: RunningServer, reply: str, outcome: SendOutcome
+    way: str, server: RunningServer, reply: str, outcome: SendOutcome
 ) -> None:
     server.handler.mail_replies.append(reply)
-    transport = transport_for(server)
+    transport = transport_for(way, server)
 
     refused = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     after = transport.send(MESSAGE, "bounces@example.com", "c@example.org")
@@ -91,9 +127,11 @@ def test_sender_reply_is_classified_and_the_session_goes_on(
     assert server.handler.sessions == 1
 
 
-def test_a_421_to_mail_is_temporary_and_the_next_send_reconnects(server: RunningServer) -> None:
+def test_a_421_to_mail_is_temporary_and_the_next_send_reconnects(
+    way: str, server: RunningServer
+) -> None:
     server.handler.mail_replies.append("421 4.3.2 Service shutting down")
-    transport = transport_for(server)
+    transport = transport_for(way, server)
 
     closing = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     after = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
@@ -109,11 +147,13 @@ def test_a_421_to_mail_is_temporary_and_the_next_send_reconnects(server: Running
     assert len(server.handler.messages) == 1
 
 
-def test_a_421_to_rcpt_says_so_and_the_next_send_reconnects(server: RunningServer) -> None:
+def test_a_421_to_rcpt_says_so_and_the_next_send_reconnects(
+    way: str, server: RunningServer
+) -> None:
     # A provider's rate limit passed on by the relay: per-domain pacing
     # tells it from the relay's own 421 by the stage, pipelined or not.
     server.handler.rcpt_domain_replies["gmail.com"] = "421 4.7.28 Unusual rate"
-    transport = transport_for(server)
+    transport = transport_for(way, server)
 
     limited = transport.send(MESSAGE, "bounces@example.com", "ann@gmail.com")
     after = transport.send(MESSAGE, "bounces@example.com", "bob@example.org")
@@ -138,10 +178,10 @@ def test_a_421_to_rcpt_says_so_and_the_next_send_reconnects(server: RunningServe
     ],
 )
 def test_recipient_reply_is_classified_and_the_session_goes_on(
-    server: RunningServer, reply: str, outcome: SendOutcome, code: int
+    way: str, server: RunningServer, reply: str, outcome: SendOutcome, code: int
 ) -> None:
     server.handler.rcpt_replies["gone@example.org"] = reply
-    transport = transport_for(server)
+    transport = transport_for(way, server)
 
     refused = transport.send(MESSAGE, "bounces@example.com", "gone@example.org")
     after = transport.send(MESSAGE, "bounces@example.com", "ok@example.org")
@@ -160,9 +200,11 @@ def test_recipient_reply_is_classified_and_the_session_goes_on(
         ("451 4.3.0 Temporary local problem", SendOutcome.TEMPORARY),
     ],
 )
-def test_data_reply_is_classified(server: RunningServer, reply: str, outcome: SendOutcome) -> None:
+def test_data_reply_is_classified(
+    way: str, server: RunningServer, reply: str, outcome: SendOutcome
+) -> None:
     server.handler.data_replies.append(reply)
-    transport = transport_for(server)
+    transport = transport_for(way, server)
     result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     transport.close()
     assert result.outcome is outcome
@@ -172,10 +214,11 @@ def test_data_reply_is_classified(server: RunningServer, reply: str, outcome: Se
 
 
 def test_dropped_connection_is_temporary_and_the_next_send_reconnects(
+    way: str,
     server: RunningServer,
 ) -> None:
     server.handler.drop_next_data = 1
-    transport = transport_for(server)
+    transport = transport_for(way, server)
 
     dropped = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     retried = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
@@ -189,19 +232,21 @@ def test_dropped_connection_is_temporary_and_the_next_send_reconnects(
     assert len(server.handler.messages) == 1
 
 
-def test_nothing_listening_is_temporary() -> None:
-    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=free_port(), timeout=2))
+def test_nothing_listening_is_temporary(way: str) -> None:
+    transport = sender(
+        way, SmtpTransport(SmtpSettings(host="127.0.0.1", port=free_port(), timeout=2))
+    )
     result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     assert result.outcome is SendOutcome.TEMPORARY
     assert result.code is None
     assert result.stage is SmtpStage.CONNECT
 
 
-def test_authentication_failure_and_success() -> None:
+def test_authentication_failure_and_success(way: str) -> None:
     with smtp_server(credentials=("sluice", "s3cret-pass")) as server:
-        wrong = transport_for(server, username="sluice", password="wrong")
+        wrong = transport_for(way, server, username="sluice", password="wrong")
         failed = wrong.send(MESSAGE, "bounces@example.com", "b@example.org")
-        right = transport_for(server, username="sluice", password="s3cret-pass")
+        right = transport_for(way, server, username="sluice", password="s3cret-pass")
         accepted = right.send(MESSAGE, "bounces@example.com", "b@example.org")
         right.close()
 
@@ -214,20 +259,28 @@ def test_authentication_failure_and_success() -> None:
 @pytest.mark.parametrize(
     ("tls", "security"), [("starttls", Security.STARTTLS), ("implicit", Security.TLS)]
 )
-def test_tls_modes(tls: str, security: Security) -> None:
+def test_tls_modes(way: str, tls: str, security: Security) -> None:
     folder = Path(tempfile.mkdtemp())
+    # Larger than a TLS record and a socket buffer: the pool's non-blocking
+    # writes go out in pieces.
+    large = MESSAGE + b"x" * 76 + b"\r\n" * 20 + (b"y" * 998 + b"\r\n") * 600
     with smtp_server(tls=tls, certificate_folder=folder) as server:
-        transport = transport_for(server, security=security)
-        result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
+        transport = transport_for(way, server, security=security)
+        results = [
+            transport.send(message, "bounces@example.com", f"{name}@example.org")
+            for name, message in (("b", MESSAGE), ("c", large), ("d", MESSAGE))
+        ]
         transport.close()
-    assert result.accepted, result.reply
+    assert all(result.accepted for result in results), results
+    assert [m.data for m in server.handler.messages] == [MESSAGE, large, MESSAGE]
 
 
-def test_starttls_refuses_an_untrusted_certificate() -> None:
+def test_starttls_refuses_an_untrusted_certificate(way: str) -> None:
     folder = Path(tempfile.mkdtemp())
     with smtp_server(tls="starttls", certificate_folder=folder) as server:
         settings = SmtpSettings(server.host, server.port, Security.STARTTLS, timeout=5)
-        result = SmtpTransport(settings).send(MESSAGE, "bounces@example.com", "b@example.org")
+        transport = sender(way, SmtpTransport(settings))
+        result = transport.send(MESSAGE, "bounces@example.com", "b@example.org")
     assert result.outcome is SendOutcome.TEMPORARY
     assert "certificate" in result.reply.lower()
     assert server.handler.messages == []
