@@ -9,7 +9,16 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, UTCDateTime
@@ -136,6 +145,13 @@ class MassEmail(Base):
     leaves draft, so "view online" re-renders the message as it was sent even
     after the template changes.
 
+    The snapshot also holds the runtime settings a message shows
+    (``snapshot_company_name``, ``snapshot_postal_address``,
+    ``snapshot_mandatory_opt_out``, ``snapshot_open_tracking``): every
+    message of the mass email, and every copy of one shown later, uses them.
+    None (a draft, or a snapshot taken before migration 0018) means the
+    current runtime settings (``app.services.messages.settings_as_sent``).
+
     Deleting is a soft delete (``deleted_at``): queue items, tracked links and
     the snapshot stay, so links in mail already sent keep working.
     """
@@ -160,6 +176,11 @@ class MassEmail(Base):
         String(URL_MAX_LENGTH), default="", server_default=""
     )
     footer_html: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The runtime settings of the snapshot (see the class's docstring).
+    snapshot_company_name: Mapped[str | None] = mapped_column(String(200))
+    snapshot_postal_address: Mapped[str | None] = mapped_column(Text)
+    snapshot_mandatory_opt_out: Mapped[bool | None] = mapped_column(Boolean)
+    snapshot_open_tracking: Mapped[bool | None] = mapped_column(Boolean)
     # "COPY #n": the mass email this one was copied from, and n.
     copy_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("mass_emails.id", ondelete="SET NULL")

@@ -42,10 +42,12 @@ Rules:
   copy takes its settings and tracking URLs, not its mass emails.
 - Scheduling needs the marketer's confirmation that subject and content meet
   CAN-SPAM and a pre-flight without errors; it records the confirmation,
-  takes the content snapshot, sets the start time (None: now) and moves the
+  takes the content snapshot (with the footer and tracking settings it
+  shows: ``snapshots``), sets the start time (None: now) and moves the
   draft to pending. Unscheduling returns it to draft and withdraws the
   confirmation (the content may change before it is given again); the
-  snapshot stays as the mass email's own content.
+  snapshot stays as the mass email's own content, its settings are
+  forgotten (a draft shows the current ones).
 - Every status change goes through ``mass_email_status.transition``.
 
 The functions flush; the caller commits.
@@ -91,7 +93,7 @@ from app.services.messages import MessageError, mass_email_source
 from app.services.preflight import Finding, errors, preflight
 from app.services.rendering import TemplateProblem, TemplateSource, validate_template
 from app.services.runtime_settings import RuntimeSettings
-from app.services.snapshots import SnapshotError, take_snapshot
+from app.services.snapshots import SnapshotError, clear_settings, take_snapshot
 from config import Settings
 
 NAME_MAX_LENGTH = 200
@@ -810,10 +812,12 @@ def schedule_mass_email(
 
 
 def unschedule_mass_email(session: Session, mass_email: MassEmail, clock: Clock) -> None:
-    """Pending → draft; the CAN-SPAM confirmation is withdrawn."""
+    """Pending → draft; the CAN-SPAM confirmation is withdrawn and the
+    snapshot's settings forgotten (scheduling again takes them anew)."""
     _lock(session, mass_email)
     _transition(mass_email, S.DRAFT, clock)
     mass_email.can_spam_confirmed_at = None
+    clear_settings(mass_email)
     session.flush()
 
 

@@ -21,6 +21,12 @@ Rules:
 - Footer: the company name and postal address come from the runtime
   settings; compiling refuses while either is empty (CAN-SPAM), reported as
   a ``MessageError`` saying which setting to fill in.
+- Settings as sent: once a mass email is scheduled, its snapshot's
+  company name, postal address, mandatory opt-out and open tracking
+  (``settings_as_sent``) replace the runtime settings' in every factory
+  made for it, so each portion the dispatcher sends, a Send Test, "view
+  online" and the results' copy as sent all show what was sent. A draft,
+  or a mass email scheduled before migration 0018, uses the current ones.
 - Links: every URL in a message is signed for its queue item
   (``PublicLinks``); ``List-Unsubscribe`` carries the item's opt-out URL and,
   with a bounce address, its mailto address. Queue item 0 is a test message:
@@ -55,12 +61,13 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
@@ -122,8 +129,11 @@ __all__ = [
     "preview",
     "render_policy",
     "send_test",
+    "settings_as_sent",
     "tracking_link_ids",
 ]
+
+_T = TypeVar("_T")
 
 # Compiled contents kept for the next factory (see _compiled).
 COMPILED_CACHE_SIZE = 16
@@ -198,6 +208,23 @@ def mass_email_source(mass_email: MassEmail, template: EmailTemplate | None) -> 
         header_logo_url=template.header_logo_url,
         footer_html=template.footer_html,
     )
+
+
+def settings_as_sent(mass_email: MassEmail, runtime: RuntimeSettings) -> RuntimeSettings:
+    """``runtime`` with the settings ``mass_email``'s snapshot froze (see
+    the module's rules); a value the snapshot lacks (a draft, or a snapshot
+    taken before migration 0018) stays the current one."""
+    return dataclasses.replace(
+        runtime,
+        company_name=_frozen(mass_email.snapshot_company_name, runtime.company_name),
+        postal_address=_frozen(mass_email.snapshot_postal_address, runtime.postal_address),
+        mandatory_opt_out=_frozen(mass_email.snapshot_mandatory_opt_out, runtime.mandatory_opt_out),
+        open_tracking=_frozen(mass_email.snapshot_open_tracking, runtime.open_tracking),
+    )
+
+
+def _frozen(snapshot: _T | None, current: _T) -> _T:
+    return current if snapshot is None else snapshot
 
 
 def render_policy(runtime: RuntimeSettings) -> RenderPolicy:
@@ -412,7 +439,9 @@ class MessageFactory:
         """A factory that renders and builds sendable messages. Raises
         ``MessageError`` for missing content, a template that does not
         compile, an empty company name or postal address, a campaign
-        without a sender profile, or a sender address that cannot be used."""
+        without a sender profile, or a sender address that cannot be used.
+        The snapshot's settings replace ``runtime``'s (``settings_as_sent``)."""
+        runtime = settings_as_sent(mass_email, runtime)
         compiled = _compile(mass_email, render_policy(runtime))
         return cls(
             compiled,
@@ -426,11 +455,22 @@ class MessageFactory:
 
     @classmethod
     def for_rendering(
-        cls, mass_email: MassEmail, *, runtime: RuntimeSettings, links: PublicLinks
+        cls,
+        mass_email: MassEmail,
+        *,
+        runtime: RuntimeSettings,
+        links: PublicLinks,
+        open_pixel: bool = True,
     ) -> MessageFactory:
         """A factory that only renders (preview, view online): no sender
         profile needed, so mail already sent stays viewable after the
-        campaign loses its sender. ``build`` raises ``MessageError``."""
+        campaign loses its sender. ``build`` raises ``MessageError``. The
+        snapshot's settings replace ``runtime``'s (``settings_as_sent``);
+        ``open_pixel`` false leaves the open pixel out whatever they say
+        (a page shown online is not an open)."""
+        runtime = settings_as_sent(mass_email, runtime)
+        if not open_pixel:
+            runtime = dataclasses.replace(runtime, open_tracking=False)
         compiled = _compile(mass_email, render_policy(runtime))
         return cls(
             compiled,

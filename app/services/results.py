@@ -39,7 +39,6 @@ Rules:
 from __future__ import annotations
 
 import csv
-import dataclasses
 import enum
 import io
 import json
@@ -454,10 +453,12 @@ def message_copy(
         raise ResultsError(f"mass email {mass_email_id} has no recipient {item_id}")
     mass_email = session.get(MassEmail, mass_email_id)
     assert mass_email is not None
-    runtime = dataclasses.replace(get_runtime_settings(session), open_tracking=False)
+    runtime = get_runtime_settings(session)
     contact = None if item.contact_id is None else session.get(Contact, item.contact_id)
     try:
-        factory = MessageFactory.for_rendering(mass_email, runtime=runtime, links=links)
+        factory = MessageFactory.for_rendering(
+            mass_email, runtime=runtime, links=links, open_pixel=False
+        )
         rendered = factory.render_for(
             queue_item_id=TEST_QUEUE_ITEM_ID, contact=contact, address=item.email
         )

@@ -6,6 +6,19 @@ Rules (docs/messages.md, "Data kept so that sent links keep working"):
   the template's subject, HTML, text and layout in its own columns; one with
   content of its own keeps it. From then on editing the template changes
   nothing this mass email sends, and "view online" re-renders the snapshot.
+- The runtime settings a message shows are frozen with the content: the
+  company name and postal address of the footer, whether the opt-out link
+  is appended (``mandatory_opt_out``) and whether the open pixel is
+  (``open_tracking``). Every message of the mass email is rendered with
+  them (``messages.settings_as_sent``): all its recipients get the same
+  footer however many portions it is sent in, and "view online" and the
+  results' copy as sent show it later even after the administrator
+  changes the settings. They are the settings the marketer saw and
+  confirmed (CAN-SPAM) when scheduling; unscheduling clears them, so a
+  draft shows the current ones and scheduling again takes them anew. Not
+  frozen: the site URL (the links must reach the site where it is now)
+  and the return-path settings (VERP, bounce domain), which are envelope,
+  not message, and must follow the bounce mailbox.
 - The snapshot is compiled with the policy of the runtime settings
   (``messages.render_policy``, the one the dispatcher uses), and the tracked
   links it yields replace the mass email's earlier ``tracked_links`` rows:
@@ -66,6 +79,7 @@ def take_snapshot(
     except TemplateProblem as problem:
         raise SnapshotError(f"the content cannot be compiled: {problem}") from None
     _store_content(mass_email, source)
+    _store_settings(mass_email, runtime)
     named = campaign_named_links(mass_email.campaign, len(compiled.links))
     _replace_links(session, mass_email.id, compiled.links, named)
     return compiled
@@ -87,6 +101,23 @@ def _store_content(mass_email: MassEmail, source: TemplateSource) -> None:
     mass_email.body_text = source.body_text
     mass_email.header_logo_url = source.header_logo_url
     mass_email.footer_html = source.footer_html
+
+
+def _store_settings(mass_email: MassEmail, runtime: RuntimeSettings) -> None:
+    """The runtime settings every message of the mass email shows."""
+    mass_email.snapshot_company_name = runtime.company_name
+    mass_email.snapshot_postal_address = runtime.postal_address
+    mass_email.snapshot_mandatory_opt_out = runtime.mandatory_opt_out
+    mass_email.snapshot_open_tracking = runtime.open_tracking
+
+
+def clear_settings(mass_email: MassEmail) -> None:
+    """Forget the frozen settings (unscheduling): a draft renders with the
+    current ones until it is scheduled again."""
+    mass_email.snapshot_company_name = None
+    mass_email.snapshot_postal_address = None
+    mass_email.snapshot_mandatory_opt_out = None
+    mass_email.snapshot_open_tracking = None
 
 
 def _replace_links(

@@ -13,7 +13,6 @@ viewable after its campaign loses one.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from sqlalchemy.orm import Session
@@ -32,10 +31,12 @@ def render_view_online(session: Session, item: QueueItem, links: PublicLinks) ->
     mass_email = session.get(MassEmail, item.mass_email_id)
     if mass_email is None:
         return None
-    runtime = dataclasses.replace(get_runtime_settings(session), open_tracking=False)
+    runtime = get_runtime_settings(session)
     contact = None if item.contact_id is None else session.get(Contact, item.contact_id)
     try:
-        factory = MessageFactory.for_rendering(mass_email, runtime=runtime, links=links)
+        factory = MessageFactory.for_rendering(
+            mass_email, runtime=runtime, links=links, open_pixel=False
+        )
         return factory.render_for(queue_item_id=item.id, contact=contact, address=item.email).html
     except MessageError as error:
         log.warning("view online: queue item %s cannot be rendered: %s", item.id, error)

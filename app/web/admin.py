@@ -86,13 +86,20 @@ SETTINGS_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (*(key for key in SPECS if key.startswith("pace_")), "throttle_seconds"),
     ),
 )
+FROZEN_WHEN_SCHEDULED = (
+    "Mass emails already scheduled or sent keep the value they were scheduled with."
+)
 HINTS = {
     "max_per_hour": "Across all campaigns and runners, in any 60 minutes.",
     "site_url": "The base of every tracking and opt-out link, e.g. https://mail.example.com",
-    "postal_address": "Shown in every email's footer (CAN-SPAM: a valid physical postal address).",
+    # The footer and tracking settings are frozen in a mass email's snapshot
+    # when it is scheduled (app.services.snapshots): say so where they change.
+    "company_name": "Shown in every email's footer. " + FROZEN_WHEN_SCHEDULED,
+    "postal_address": "Shown in every email's footer (CAN-SPAM: a valid physical postal address). "
+    + FROZEN_WHEN_SCHEDULED,
     "bounce_domain": "With VERP on, bounces come back to addresses at this domain.",
-    "mandatory_opt_out": "Every mass email must contain an opt-out link.",
-    "open_tracking": "Adds a tracking pixel; opens are personal data.",
+    "mandatory_opt_out": "Every mass email must contain an opt-out link. " + FROZEN_WHEN_SCHEDULED,
+    "open_tracking": "Adds a tracking pixel; opens are personal data. " + FROZEN_WHEN_SCHEDULED,
 }
 assert {key for _, keys in SETTINGS_SECTIONS for key in keys} == set(SPECS)
 

@@ -24,6 +24,7 @@ from app.models import (
     CampaignLogEntry,
     Contact,
     DomainGroup,
+    MassEmail,
     QueueItem,
     Role,
     SendAttempt,
@@ -122,8 +123,16 @@ TABLES_AFTER_0009 = {
     "bounce_digest_states",
     "contact_import_problems",
 }
-# Columns that later migrations add to older tables: 0013.
-COLUMNS_AFTER_0009 = {("contact_imports", "csv_header"), ("contact_imports", "csv_delimiter")}
+# Columns that later migrations add to older tables: 0013, 0018 (the
+# runtime settings of a mass email's snapshot).
+COLUMNS_AFTER_0009 = {
+    ("contact_imports", "csv_header"),
+    ("contact_imports", "csv_delimiter"),
+    ("mass_emails", "snapshot_company_name"),
+    ("mass_emails", "snapshot_postal_address"),
+    ("mass_emails", "snapshot_mandatory_opt_out"),
+    ("mass_emails", "snapshot_open_tracking"),
+}
 # Indexes that later migrations add to older tables: 0013 (contact search),
 # 0015 (the results page's recipients by keyset, a recipient's log).
 INDEXES_AFTER_0009 = {
@@ -611,3 +620,48 @@ def test_0010_adds_the_bounce_tables_and_the_autoreply_event_and_takes_them_back
     with db.engine.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
     assert not tables & TABLES_AFTER_0009
+
+
+SNAPSHOT_SETTINGS_0018 = {
+    "snapshot_company_name",
+    "snapshot_postal_address",
+    "snapshot_mandatory_opt_out",
+    "snapshot_open_tracking",
+}
+
+
+def test_0018_leaves_mass_emails_sent_before_it_without_frozen_settings(
+    empty_app: Flask,
+) -> None:
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0015_results_ui")
+    with db.engine.begin() as connection:
+        connection.execute(
+            sa.insert(campaigns_0003),
+            {"id": 1, "name": "Spring", "type": "email", "created_at": WHEN},
+        )
+        connection.execute(
+            sa.insert(mass_emails_0003),
+            {"id": 1, "campaign_id": 1, "name": "March", "status": "complete", "created_at": WHEN},
+        )
+
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0018_sent_settings_snapshot")
+    # No record of the settings it was sent with: None, the current ones apply
+    # (app.services.messages.settings_as_sent).
+    mass_email = db.session.get(MassEmail, 1)
+    assert mass_email is not None
+    assert [
+        mass_email.snapshot_company_name,
+        mass_email.snapshot_postal_address,
+        mass_email.snapshot_mandatory_opt_out,
+        mass_email.snapshot_open_tracking,
+    ] == [None, None, None, None]
+    mass_email.snapshot_company_name = "Example Corp"
+    mass_email.snapshot_mandatory_opt_out = True
+    db.session.commit()
+
+    downgrade(directory=str(MIGRATIONS_DIR), revision="0015_results_ui")
+    with db.engine.connect() as connection:
+        names = connection.execute(sa.select(mass_emails_0003.c.name)).scalars().all()
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("mass_emails")}
+    assert names == ["March"]
+    assert not columns & SNAPSHOT_SETTINGS_0018

@@ -12,6 +12,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -19,11 +20,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import app_settings
 from app.clock import FixedClock
 from app.context import CLOCK_CONFIG_KEY
 from app.models import Contact, MassEmail, Role, TargetList
 from app.services.campaigns import add_mass_email
+from app.services.messages import public_links
+from app.services.runtime_settings import get_runtime_settings
+from tests.conftest import TEST_SECRET_KEY
 from tests.service.test_results import Sent, send_and_engage
+from tests.service.test_web_admin import settings_form
 from tests.smtp_server import RunningServer, smtp_server
 from tests.web_client import logged_in, post_form, web
 
@@ -205,6 +211,43 @@ def test_the_copy_is_served_sandboxed_and_framed_only_by_us(
     assert "default-src 'none'" in policy
     assert "frame-ancestors 'self'" in policy
     assert "X-Frame-Options" not in response.headers  # our own page frames it
+
+
+def test_the_copy_as_sent_and_view_online_keep_the_footer_after_the_admin_changes_it(
+    web: Flask, client: FlaskClient, sent: Sent
+) -> None:
+    session = sent.session
+    session.commit()
+    ann = sent.items["ann"]
+    copy_url = f"/results/{sent.mass_email.id}/recipients/{ann.id}/message"
+    runtime = get_runtime_settings(session)
+    view_url = urlsplit(
+        public_links(runtime, app_settings(web), TEST_SECRET_KEY).view_online_url(ann.id)
+    ).path
+    admin = logged_in(web, "boss@example.com", Role.ADMIN)
+    settings_page = text_of(admin.get("/admin/settings").get_data(as_text=True))
+    assert "Mass emails already scheduled or sent keep the value they were scheduled with" in (
+        settings_page
+    )
+
+    form = settings_form(runtime, company_name="Renamed Holdings", postal_address="9 New Road")
+    assert post_form(admin, "/admin/settings", form).status_code == 302
+
+    copy = text_of(client.get(copy_url).get_data(as_text=True))
+    online = text_of(web.test_client().get(view_url).get_data(as_text=True))
+    for page in (copy, online):
+        assert "Hello Ann" in page
+        assert "Example Corp" in page and "1 Example Street, Springfield" in page
+        assert "Renamed Holdings" not in page and "9 New Road" not in page
+    # A mass email scheduled after the change is sent with the new footer.
+    session.commit()
+    sent.world.start("Summer", ["zed@example.org"])
+    sent.world.tick()
+    zed = sent.world.item("zed@example.org")
+    new_copy = client.get(f"/results/{zed.mass_email_id}/recipients/{zed.id}/message")
+    new_text = text_of(new_copy.get_data(as_text=True))
+    assert "Renamed Holdings" in new_text and "9 New Road" in new_text
+    assert "1 Example Street" not in new_text
 
 
 def test_the_campaign_log_downloads_as_csv(client: FlaskClient, sent: Sent) -> None:
