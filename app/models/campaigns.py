@@ -149,7 +149,7 @@ class MassEmail(Base):
     (``snapshot_company_name``, ``snapshot_postal_address``,
     ``snapshot_mandatory_opt_out``, ``snapshot_open_tracking``): every
     message of the mass email, and every copy of one shown later, uses them.
-    None (a draft, or a snapshot taken before migration 0018) means the
+    None (a draft, or a snapshot taken before migration 0016) means the
     current runtime settings (``app.services.messages.settings_as_sent``).
 
     Deleting is a soft delete (``deleted_at``): queue items, tracked links and

@@ -26,7 +26,7 @@ Rules:
   (``settings_as_sent``) replace the runtime settings' in every factory
   made for it, so each portion the dispatcher sends, a Send Test, "view
   online" and the results' copy as sent all show what was sent. A draft,
-  or a mass email scheduled before migration 0018, uses the current ones.
+  or a mass email scheduled before migration 0016, uses the current ones.
 - Links: every URL in a message is signed for its queue item
   (``PublicLinks``); ``List-Unsubscribe`` carries the item's opt-out URL and,
   with a bounce address, its mailto address. Queue item 0 is a test message:
@@ -213,7 +213,7 @@ def mass_email_source(mass_email: MassEmail, template: EmailTemplate | None) -> 
 def settings_as_sent(mass_email: MassEmail, runtime: RuntimeSettings) -> RuntimeSettings:
     """``runtime`` with the settings ``mass_email``'s snapshot froze (see
     the module's rules); a value the snapshot lacks (a draft, or a snapshot
-    taken before migration 0018) stays the current one."""
+    taken before migration 0016) stays the current one."""
     return dataclasses.replace(
         runtime,
         company_name=_frozen(mass_email.snapshot_company_name, runtime.company_name),

@@ -123,7 +123,7 @@ TABLES_AFTER_0009 = {
     "bounce_digest_states",
     "contact_import_problems",
 }
-# Columns that later migrations add to older tables: 0013, 0018 (the
+# Columns that later migrations add to older tables: 0013, 0016 (the
 # runtime settings of a mass email's snapshot).
 COLUMNS_AFTER_0009 = {
     ("contact_imports", "csv_header"),
@@ -622,7 +622,7 @@ def test_0010_adds_the_bounce_tables_and_the_autoreply_event_and_takes_them_back
     assert not tables & TABLES_AFTER_0009
 
 
-SNAPSHOT_SETTINGS_0018 = {
+SNAPSHOT_SETTINGS_0016 = {
     "snapshot_company_name",
     "snapshot_postal_address",
     "snapshot_mandatory_opt_out",
@@ -630,7 +630,7 @@ SNAPSHOT_SETTINGS_0018 = {
 }
 
 
-def test_0018_leaves_mass_emails_sent_before_it_without_frozen_settings(
+def test_0016_leaves_mass_emails_sent_before_it_without_frozen_settings(
     empty_app: Flask,
 ) -> None:
     upgrade(directory=str(MIGRATIONS_DIR), revision="0015_results_ui")
@@ -644,7 +644,7 @@ def test_0018_leaves_mass_emails_sent_before_it_without_frozen_settings(
             {"id": 1, "campaign_id": 1, "name": "March", "status": "complete", "created_at": WHEN},
         )
 
-    upgrade(directory=str(MIGRATIONS_DIR), revision="0018_sent_settings_snapshot")
+    upgrade(directory=str(MIGRATIONS_DIR), revision="0016_sent_settings_snapshot")
     # No record of the settings it was sent with: None, the current ones apply
     # (app.services.messages.settings_as_sent).
     mass_email = db.session.get(MassEmail, 1)
@@ -664,4 +664,4 @@ def test_0018_leaves_mass_emails_sent_before_it_without_frozen_settings(
         names = connection.execute(sa.select(mass_emails_0003.c.name)).scalars().all()
         columns = {c["name"] for c in sa.inspect(connection).get_columns("mass_emails")}
     assert names == ["March"]
-    assert not columns & SNAPSHOT_SETTINGS_0018
+    assert not columns & SNAPSHOT_SETTINGS_0016

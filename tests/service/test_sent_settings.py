@@ -4,7 +4,7 @@ when it is scheduled, on SQLite and PostgreSQL: every portion the
 dispatcher sends to the test SMTP server, "view online" and the results'
 copy as sent keep them after the administrator changes the settings, while
 a mass email scheduled afterwards takes the new ones. A mass email
-scheduled before migration 0018 (nothing frozen) shows the current ones."""
+scheduled before migration 0016 (nothing frozen) shows the current ones."""
 
 from __future__ import annotations
 
@@ -141,12 +141,12 @@ def test_the_copy_as_sent_and_view_online_keep_the_footer_as_sent(world: World) 
     assert "/t/o/" not in new_online  # open tracking on, yet no pixel online
 
 
-def test_a_mass_email_scheduled_before_0018_shows_the_current_settings(world: World) -> None:
+def test_a_mass_email_scheduled_before_0016_shows_the_current_settings(world: World) -> None:
     [ann] = sent_mass_email(world, "Old", ["ann@example.org"])
     mass_email = world.session.get(MassEmail, ann.mass_email_id)
     assert mass_email is not None
     assert mass_email.snapshot_postal_address == OLD_ADDRESS
-    # What migration 0018 leaves on a mass email scheduled before it.
+    # What migration 0016 leaves on a mass email scheduled before it.
     mass_email.snapshot_company_name = None
     mass_email.snapshot_postal_address = None
     mass_email.snapshot_mandatory_opt_out = None

@@ -1,6 +1,6 @@
 """sent settings snapshot: the runtime settings a mass email's messages show
 
-Revision ID: 0018_sent_settings_snapshot
+Revision ID: 0016_sent_settings_snapshot
 Revises: 0015_results_ui
 Create Date: 2026-12-28 09:00:00.000000
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0018_sent_settings_snapshot'
+revision = '0016_sent_settings_snapshot'
 down_revision = '0015_results_ui'
 branch_labels = None
 depends_on = None
