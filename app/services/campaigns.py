@@ -21,6 +21,10 @@ Rules:
   rows stay, so links in mail already sent keep working. Deleting one that
   may still send (pending, in progress, paused) cancels it first, so the
   dispatcher never sends something no longer shown.
+- A sender profile is deleted for good, but not while a campaign that is
+  not deleted uses it (its mail takes the From from the profile when it is
+  sent); deleted campaigns lose the reference, which their sent mail does
+  not need.
 - Tracking URLs (EspoCRM's): a campaign's named URLs that templates use as
   ``{{ tracking_url('name') }}`` or ``{trackingUrl:name}``. A name is 1 to
   ``TRACKING_URL_NAME_MAX_LENGTH`` letters, digits, ``_``, ``.`` or ``-``
@@ -101,6 +105,8 @@ NAME_MAX_LENGTH = 200
 # works in both template forms.
 TRACKING_URL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 START_GRACE = timedelta(minutes=1)
+# A refusal names at most this many campaigns (the page lists them all).
+USERS_NAMED = 10
 S = MassEmailStatus
 
 
@@ -223,6 +229,37 @@ def _fill_sender_profile(
     profile.from_name = clean_from_name
     profile.from_address = sender
     profile.reply_to_address = reply_to
+
+
+def sender_profile_users(session: Session, profile: SenderProfile) -> list[tuple[int, str]]:
+    """The campaigns (not deleted) whose mail is from ``profile``: id and
+    name, by name."""
+    rows = session.execute(
+        select(Campaign.id, Campaign.name)
+        .where(Campaign.sender_profile_id == profile.id, Campaign.deleted_at.is_(None))
+        .order_by(Campaign.name, Campaign.id)
+    )
+    return [(campaign_id, name) for campaign_id, name in rows]
+
+
+def delete_sender_profile(session: Session, profile: SenderProfile) -> None:
+    """Delete the profile for good. Refused with a ``CampaignError`` naming
+    the campaigns while one that is not deleted uses it: the From of its
+    mass emails (sending, or still to come) is read from the profile when
+    they are sent. A deleted campaign never sends again and the links in
+    its sent mail do not read the profile, so it only loses the reference
+    (``ON DELETE SET NULL``); the profile's bounce-digest progress goes
+    with it (``ON DELETE CASCADE``)."""
+    users = sender_profile_users(session, profile)
+    if users:
+        names = ", ".join(repr(name) for _, name in users[:USERS_NAMED])
+        more = f" and {len(users) - USERS_NAMED} more" if len(users) > USERS_NAMED else ""
+        raise CampaignError(
+            "sender_profile",
+            f"campaign(s) {names}{more} use it: choose another sender profile for them first",
+        )
+    session.delete(profile)
+    session.flush()
 
 
 def sender_profiles(session: Session) -> Sequence[SenderProfile]:

@@ -294,6 +294,52 @@ def _header_key(name: str) -> str:
     return " ".join(name.replace("_", " ").replace("-", " ").lower().split())
 
 
+def header_field(name: str) -> str | None:
+    """The contact field a column named ``name`` holds (``HEADER_SYNONYMS``:
+    case, ``_``, ``-`` and spaces do not matter), or None: a custom field."""
+    return HEADER_SYNONYMS.get(_header_key(name))
+
+
+def is_skipped_column(name: str) -> bool:
+    """Whether an import skips a column named ``name``: the rejected-rows
+    file's own columns and an export's read-only ones."""
+    return name.lower() in _SKIPPED_COLUMNS
+
+
+def custom_name_key(name: str) -> str:
+    """Two custom fields whose names differ only in letter case are one
+    field: an import refuses a file with both, a contact page an addition."""
+    return name.casefold()
+
+
+def custom_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` (trimmed) as a custom field's name, as
+    words that follow the name ("is at most …"), or None. A blank name, a contact field's name
+    (``header_field``) and a skipped column are the caller's to handle: an
+    import reads them as something else, not as a wrong custom field."""
+    if len(name) > NAME_MAX_LENGTH:
+        return f"is at most {NAME_MAX_LENGTH} characters (got {len(name):,})"
+    if "\x00" in name:
+        return "contains a NUL character"
+    return None
+
+
+def custom_value_problem(value: str) -> str | None:
+    """What is wrong with a custom field's ``value``, or None. A blank value
+    is no value: the field is left out (``is_blank_custom_value``)."""
+    if len(value) > CUSTOM_VALUE_MAX_LENGTH:
+        return f"at most {CUSTOM_VALUE_MAX_LENGTH:,} characters (got {len(value):,})"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return None
+
+
+def is_blank_custom_value(value: str) -> bool:
+    """A custom value of only white space holds nothing and is not stored:
+    templates read a missing field and an empty one alike."""
+    return not value.strip()
+
+
 def _encoding_label(encoding: str) -> str:
     name = codecs.lookup(encoding).name
     return "UTF-8" if name in {"utf-8", "utf-8-sig"} else name
@@ -333,11 +379,11 @@ def _build_layout(cells: list[str], delimiter: str, encoding: str) -> CsvLayout:
         if not name:
             unnamed_columns.append(index)
             continue
-        if name.lower() in _SKIPPED_COLUMNS:
+        if is_skipped_column(name):
             ignored_columns.append(name)
             continue
-        contact_field = HEADER_SYNONYMS.get(_header_key(name))
-        meaning = contact_field or f"custom field {name.casefold()!r}"
+        contact_field = header_field(name)
+        meaning = contact_field or f"custom field {custom_name_key(name)!r}"
         if meaning in claimed:
             other = claimed[meaning]
             raise ImportFileError(
@@ -347,10 +393,8 @@ def _build_layout(cells: list[str], delimiter: str, encoding: str) -> CsvLayout:
         claimed[meaning] = index
         if contact_field:
             field_columns[contact_field] = index
-        elif len(name) > NAME_MAX_LENGTH:
-            raise ImportFileError(
-                f"column {index + 1}: a header is at most {NAME_MAX_LENGTH} characters"
-            )
+        elif (problem := custom_name_problem(name)) is not None:
+            raise ImportFileError(f"column {index + 1}: the custom field's name {problem}")
         else:
             custom_columns.append((index, name))
     if "email" not in field_columns:
@@ -495,13 +539,11 @@ def _custom_fields(layout: CsvLayout, cell: Callable[[int], str]) -> dict[str, s
     values: dict[str, str] = {}
     for index, key in layout.custom_columns:
         value = cell(index)
-        if not value.strip():
+        if is_blank_custom_value(value):
             continue
-        if len(value) > CUSTOM_VALUE_MAX_LENGTH:
-            raise RowRejected(
-                f"{_shorten(key)}: at most {CUSTOM_VALUE_MAX_LENGTH:,} characters "
-                f"(got {len(value):,})"
-            )
+        problem = custom_value_problem(value)
+        if problem is not None:
+            raise RowRejected(f"{_shorten(key)}: {problem}")
         values[key] = value
     return values
 

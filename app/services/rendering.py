@@ -36,11 +36,11 @@ Rules:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from jinja2 import Template, meta, nodes
+from jinja2 import Environment, Template, meta, nodes
 from jinja2.exceptions import TemplateSyntaxError
 
 from app.services.rendering_html import translate_espocrm
@@ -69,6 +69,7 @@ __all__ = [
     "TemplateSource",
     "compile_template",
     "contact_placeholders",
+    "custom_field_placeholder",
     "render",
     "validate_template",
 ]
@@ -88,6 +89,8 @@ RESERVED_NAMES = BUILTIN_NAMES | {"custom", "range"}
 _JINJA_NAMES = frozenset({"loop", "self", "caller", "varargs", "kwargs"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# Parses only (never renders): whether a key can be written as a bare name.
+_PARSER = Environment(autoescape=True)
 _BLANK_LINES = re.compile(r"\n{3,}")
 _OBJECT_REPR = re.compile(r"<[^<>]*(?: at 0x[0-9a-fA-F]+|class |module |function |method )[^<>]*>")
 
@@ -223,6 +226,31 @@ def contact_placeholders(
         _add_names(placeholders, "full_name", full_name.strip())
     placeholders["custom"] = CustomFields(custom_fields)
     return placeholders
+
+
+def custom_field_placeholder(key: str, contact_fields: Iterable[str]) -> str:
+    """The placeholder a template writes for the custom field ``key``: its
+    plain name when ``contact_placeholders`` gives it one that no contact
+    field or Sluice name takes (``{{ plan }}``), else ``{{ custom['Key'] }}``.
+    Asked of ``contact_placeholders`` itself, so the two cannot disagree."""
+    probe = object()
+    names = contact_placeholders(dict.fromkeys(contact_fields, ""), {key: probe})
+    if names.get(key) is probe and _is_plain_name(key):
+        return f"{{{{ {key} }}}}"
+    # A Python string literal is a Jinja one: Jinja's lexer reads the same
+    # backslash escapes, so any key (quotes, backslashes, newlines) round-trips.
+    return f"{{{{ custom[{key!r}] }}}}"
+
+
+def _is_plain_name(key: str) -> bool:
+    """Whether ``{{ key }}`` reads the placeholder ``key`` (``none`` and
+    ``true`` are Jinja constants, ``loop`` is Jinja's own)."""
+    try:
+        tree = _PARSER.parse(f"{{{{ {key} }}}}")
+    except TemplateSyntaxError:
+        return False
+    names, _, _ = _analyse(tree)
+    return names == {key}
 
 
 def _add_names(placeholders: dict[str, object], key: str, value: object) -> None:

@@ -442,6 +442,32 @@ def update_sender(profile_id: int) -> BaseResponse | tuple[str, int]:
     return _save_sender(_sender(profile_id))
 
 
+@campaigns.get("/senders/<int:profile_id>/delete")
+def confirm_delete_sender(profile_id: int) -> str:
+    profile = _sender(profile_id)
+    return render_template(
+        "ui/campaigns/sender_delete.html",
+        profile=profile,
+        users=service.sender_profile_users(current_session(), profile),
+    )
+
+
+@campaigns.post("/senders/<int:profile_id>/delete")
+def delete_sender(profile_id: int) -> BaseResponse:
+    store = current_session()
+    profile = _sender(profile_id)
+    name = profile.name
+    try:
+        service.delete_sender_profile(store, profile)
+    except CampaignError as error:
+        # A campaign took the profile after the confirmation page was shown.
+        _fail(store, f"The sender profile {name!r} was not deleted: {error.message}.")
+        return redirect(url_for("campaigns.confirm_delete_sender", profile_id=profile_id))
+    store.commit()
+    flash(f"Sender profile {name!r} deleted.", "success")
+    return redirect(url_for("campaigns.senders"))
+
+
 def _save_sender(profile: SenderProfile | None) -> BaseResponse | tuple[str, int]:
     store = current_session()
     form = {key: request.form.get(key, "")[:1000] for key in SENDER_LABELS}

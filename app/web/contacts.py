@@ -8,6 +8,7 @@ with its report. Views are thin: the rules are in
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from flask import (
@@ -34,6 +35,15 @@ from app.models.imports import ImportProblemKind
 from app.services import suppression
 from app.services.addresses import InvalidAddress, own_sending_addresses
 from app.services.contact_csv import ImportFileError
+from app.services.contact_fields import (
+    CustomFieldChanges,
+    CustomFieldEdit,
+    CustomFieldErrors,
+    CustomFieldRow,
+    custom_field_rows,
+    edit_custom_fields,
+    placeholder_for,
+)
 from app.services.contact_search import (
     ContactSearch,
     SearchError,
@@ -88,6 +98,10 @@ FIELD_LABELS = {
     "company": "Company",
     "audience_type": "Type",
 }
+
+CUSTOM_LABELS = {"new_name": "New field's name", "new_value": "New field's value"}
+# The page's custom fields are posted as key-0/value-0, key-1/value-1 …
+CUSTOM_KEY = re.compile(r"key-[0-9]{1,6}")
 
 
 def _store() -> Any:
@@ -249,6 +263,7 @@ def _render_detail(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     address_value: str | None = None,
+    custom: tuple[list[CustomFieldRow], dict[str, str]] | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
     store = _store()
@@ -261,6 +276,9 @@ def _render_detail(
             suppressed = None
     memberships = contact_lists(store, contact.id)
     member_ids = {list_id for list_id, _ in memberships}
+    custom_rows, new_field = custom or (custom_field_rows(contact), {"name": "", "value": ""})
+    labels = FIELD_LABELS | CUSTOM_LABELS
+    labels |= {f"value-{index}": row.key for index, row in enumerate(custom_rows)}
     html = render_template(
         "ui/contacts/detail.html",
         contact=contact,
@@ -277,7 +295,9 @@ def _render_detail(
         suppressed=suppressed,
         memberships=memberships,
         other_lists=[choice for choice in list_choices(store) if choice[0] not in member_ids],
-        field_labels=FIELD_LABELS,
+        field_labels=labels,
+        custom_rows=custom_rows,
+        new_field=new_field,
     )
     return html, status
 
@@ -315,6 +335,66 @@ def edit(contact_id: int) -> BaseResponse | tuple[str, int]:
         "success" if changed else "info",
     )
     return redirect(url_for("contacts.detail", contact_id=contact.id))
+
+
+def _posted_custom_fields(form: MultiDict[str, str]) -> list[CustomFieldRow]:
+    """The shown fields as posted (``key-N`` and ``value-N``, in the page's
+    order), so a refused form shows every value as typed."""
+    numbers = sorted(int(name[4:]) for name in form if CUSTOM_KEY.fullmatch(name))
+    return [
+        CustomFieldRow(
+            form[f"key-{number}"],
+            form.get(f"value-{number}", ""),
+            placeholder_for(form[f"key-{number}"]),
+        )
+        for number in numbers
+    ]
+
+
+@contacts.post("/<int:contact_id>/custom-fields")
+def custom_fields(contact_id: int) -> BaseResponse | tuple[str, int]:
+    store = _store()
+    contact = _contact_or_404(contact_id)
+    rows = _posted_custom_fields(request.form)
+    new_field = {
+        "name": request.form.get("new_name", ""),
+        "value": request.form.get("new_value", ""),
+    }
+    edit = CustomFieldEdit(
+        values={row.key: row.text for row in rows},
+        new_name=new_field["name"],
+        new_value=new_field["value"],
+    )
+    try:
+        changes = edit_custom_fields(store, contact, edit, app_clock(current_app))
+    except CustomFieldErrors as error:
+        store.rollback()
+        errors = {
+            f"value-{index}": error.fields[row.key]
+            for index, row in enumerate(rows)
+            if row.key in error.fields
+        }
+        errors |= {f"new_{part}": message for part, message in error.new.items()}
+        flash("No custom field was saved: see the fields marked below.", "error")
+        return _render_detail(contact, errors=errors, custom=(rows, new_field), status=400)
+    store.commit()
+    flash(_custom_fields_message(changes), "success" if changes else "info")
+    return redirect(url_for("contacts.detail", contact_id=contact.id, _anchor="custom-title"))
+
+
+def _custom_fields_message(changes: CustomFieldChanges) -> str:
+    if not changes:
+        return "Nothing to save: the custom fields are unchanged."
+    parts = [
+        f"{verb} {', '.join(keys)}"
+        for verb, keys in (
+            ("added", changes.added),
+            ("changed", changes.changed),
+            ("removed", changes.removed),
+        )
+        if keys
+    ]
+    return "Custom fields saved: " + "; ".join(parts) + "."
 
 
 @contacts.post("/<int:contact_id>/address")

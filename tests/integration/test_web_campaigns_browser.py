@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import select
 
 from app.extensions import db
-from app.models import MassEmail, MassEmailStatus
+from app.models import MassEmail, MassEmailStatus, SenderProfile
+from app.services.campaigns import create_sender_profile
 from app.services.queue_build import activate_due
 from tests.browser_harness import (
     DESKTOP,
@@ -210,6 +212,32 @@ def test_hostile_names_are_text_on_every_page(page: Any, live: LiveApp) -> None:
     # The page fixture then checks that no alert() ran and no CSP report came.
 
 
+def test_a_sender_profile_is_deleted_only_once_no_campaign_uses_it(
+    page: Any, live: LiveApp
+) -> None:
+    ids = seeded(live, "Spring")  # the profile "News" is the campaign's
+    page.goto("/campaigns/senders")
+    page.get_by_role("link", name="News (edit)").click()
+    page.get_by_role("link", name="Delete “News”…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Delete the sender profile “News”?")
+    expect(page.get_by_text("1 campaign(s) use it")).to_be_visible()
+    expect(page.get_by_role("button", name="Delete the sender profile")).to_have_count(0)
+    page.get_by_role("link", name="Spring (edit the campaign)").click()
+    expect(page).to_have_url(re.compile(f"/campaigns/{ids['Spring campaign']}/edit$"))
+
+    page.goto(f"/campaigns/{ids['Spring campaign']}/delete")
+    page.get_by_role("button", name=re.compile("^Delete the campaign")).click()
+    expect(page.get_by_role("status").first).to_contain_text("deleted")
+
+    page.goto("/campaigns/senders")
+    page.get_by_role("link", name="News (edit)").click()
+    page.get_by_role("link", name="Delete “News”…").click()
+    expect(page.get_by_text("No campaign uses it")).to_be_visible()
+    page.get_by_role("button", name="Delete the sender profile").click()
+    expect(page.get_by_role("status").first).to_have_text("Sender profile 'News' deleted.")
+    expect(page.get_by_text("No sender profiles yet.")).to_be_visible()
+
+
 def pages_to_check(live: LiveApp) -> list[tuple[str, str]]:
     found = seeded(live, "Draft", "Sending")
     with live.app.app_context():
@@ -217,6 +245,10 @@ def pages_to_check(live: LiveApp) -> list[tuple[str, str]]:
         assert sending is not None
         schedule(live.app, db.session, live.clock, sending)
         activate_due(db.session, live.clock)
+        used = db.session.scalars(
+            select(SenderProfile.id).where(SenderProfile.name == "News")
+        ).one()
+        spare = create_sender_profile(db.session, "Spare", "", "spare@example.com", "").id
         db.session.commit()
     ids = (found["Draft"], found["Draft campaign"], found["Sending"], found["template"])
     return [
@@ -227,6 +259,8 @@ def pages_to_check(live: LiveApp) -> list[tuple[str, str]]:
         ("campaign-new", "/campaigns/new"),
         ("campaign", f"/campaigns/{ids[1]}"),
         ("senders", "/campaigns/senders"),
+        ("sender-delete", f"/campaigns/senders/{spare}/delete"),
+        ("sender-delete-refused", f"/campaigns/senders/{used}/delete"),
         ("mass-email-draft", f"/campaigns/mass-emails/{ids[0]}"),
         ("mass-email-edit", f"/campaigns/mass-emails/{ids[0]}/edit"),
         ("mass-email-schedule", f"/campaigns/mass-emails/{ids[0]}/schedule"),

@@ -135,6 +135,53 @@ def test_the_suppression_list_flow(page: Any) -> None:
     )
 
 
+def test_a_marketer_adds_and_changes_a_custom_field_that_a_template_then_reads(
+    page: Any, live: LiveApp
+) -> None:
+    with live.app.app_context():
+        contact = add_contact(
+            db.session,
+            live.clock,
+            "ann@example.com",
+            first_name="Ann",
+            custom_fields={"city": "Denver"},
+        )
+        db.session.commit()
+        contact_id = contact.id
+    log_in(page, MARKETER_EMAIL)
+    page.goto(f"/contacts/{contact_id}")
+    custom = page.get_by_role("region", name="Custom fields")
+    expect(custom.get_by_label("city", exact=True)).to_have_value("Denver")
+    expect(custom.get_by_text("In a template: {{ city }}")).to_be_visible()
+
+    custom.get_by_label("Name", exact=True).fill("E-mail")
+    custom.get_by_label("Value", exact=True).fill("gold")
+    custom.get_by_role("button", name="Save custom fields").click()
+    expect(page.locator("#new_name-error")).to_contain_text("'E-mail' is the contact's email")
+    expect(custom.get_by_label("Name", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(custom.get_by_label("Value", exact=True)).to_have_value("gold")  # kept as typed
+
+    custom.get_by_label("Name", exact=True).fill("plan")
+    custom.get_by_role("button", name="Save custom fields").click()
+    expect(status(page)).to_have_text("Custom fields saved: added plan.")
+    expect(custom.get_by_label("plan", exact=True)).to_have_value("gold")
+    expect(custom.get_by_text("In a template: {{ plan }}")).to_be_visible()
+
+    custom.get_by_label("plan", exact=True).fill("platinum")
+    custom.get_by_label("city", exact=True).fill("")
+    custom.get_by_role("button", name="Save custom fields").click()
+    expect(status(page)).to_have_text("Custom fields saved: changed plan; removed city.")
+    expect(custom.get_by_label("plan", exact=True)).to_have_value("platinum")
+    expect(custom.get_by_label("city", exact=True)).to_have_count(0)
+    screenshot(page, "contact-custom-fields-desktop")
+
+    page.goto("/templates/new")
+    page.get_by_label("Preview for").fill("ann@example.com")
+    page.get_by_label("HTML body").fill("<p>Your plan: {{ plan }}</p>")
+    preview = page.frame_locator('iframe[name="preview-desktop"]')
+    expect(preview.get_by_text("Your plan: platinum")).to_be_visible()
+
+
 def seed(live: LiveApp) -> dict[str, int]:
     """A hostile contact with activity, lists, a suppression and an import."""
     with live.app.app_context():
@@ -143,7 +190,12 @@ def seed(live: LiveApp) -> dict[str, int]:
         mass_email = make_mass_email(session, scene, live.clock, HOSTILE)
         mass_email.queue_built_at = live.clock.now()
         hostile = add_contact(
-            session, live.clock, "hostile@example.com", first_name=HOSTILE, company=HOSTILE
+            session,
+            live.clock,
+            "hostile@example.com",
+            first_name=HOSTILE,
+            company=HOSTILE,
+            custom_fields={HOSTILE: HOSTILE, "plan": "pro", "note": "two\nlines"},
         )
         for event in (CampaignLogEvent.SENT, CampaignLogEvent.OPENED, CampaignLogEvent.CLICKED):
             session.add(
@@ -191,5 +243,7 @@ def test_every_contacts_page_is_accessible_fits_and_shows_hostile_text_as_text(
         assert_clean(page, watch)
     page.goto(f"/contacts/{ids['contact']}")
     expect(page.get_by_text(f"url: {HOSTILE}").first).to_be_visible()
+    expect(page.get_by_label(HOSTILE, exact=True)).to_have_value(HOSTILE)
+    expect(page.get_by_label("note", exact=True)).to_have_value("two\nlines")
     page.context.close()
     assert problems == []

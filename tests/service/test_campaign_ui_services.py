@@ -9,17 +9,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import FixedClock
-from app.models import Campaign, EmailTemplate, MassEmailStatus
+from app.models import BounceDigestState, Campaign, EmailTemplate, MassEmailStatus, SenderProfile
 from app.services.campaign_pages import campaigns_page, templates_page
 from app.services.campaigns import (
     CampaignError,
     TemplateInput,
     add_tracking_url,
     copy_campaign,
+    create_campaign,
     create_sender_profile,
     delete_campaign,
+    delete_sender_profile,
     delete_template,
     save_template,
+    sender_profile_users,
     update_sender_profile,
 )
 from app.services.public_links import PublicLinks
@@ -35,6 +38,65 @@ from tests.conftest import TEST_SECRET_KEY, add_contact
 from tests.service.test_queue_build import make_mass_email, make_scene, schedule
 
 LINKS = PublicLinks("https://mail.example.com", LinkSigner(TEST_SECRET_KEY), "")
+
+
+def campaign_from(session: Session, clock: FixedClock, name: str, profile_id: int) -> Campaign:
+    return create_campaign(
+        session,
+        name=name,
+        type="email",
+        target_list_ids=[],
+        excluding_list_ids=[],
+        sender_profile_id=profile_id,
+        clock=clock,
+    )
+
+
+def test_a_sender_profile_is_not_deleted_while_a_campaign_uses_it(
+    session: Session, clock: FixedClock
+) -> None:
+    profile = create_sender_profile(session, "News", "News", "news@example.com", "")
+    names = [f"Campaign {number:02d}" for number in range(12)]
+    campaigns = [campaign_from(session, clock, name, profile.id) for name in reversed(names)]
+
+    assert [name for _, name in sender_profile_users(session, profile)] == names
+    with pytest.raises(CampaignError) as refused:
+        delete_sender_profile(session, profile)
+
+    listed = ", ".join(repr(name) for name in names[:10])
+    assert refused.value.message == (
+        f"campaign(s) {listed} and 2 more use it: choose another sender profile for them first"
+    )
+    assert session.get(SenderProfile, profile.id) is not None
+    for campaign in campaigns[1:]:
+        delete_campaign(session, campaign, clock)
+    with pytest.raises(CampaignError, match=r"^sender_profile: campaign\(s\) 'Campaign 11' use"):
+        delete_sender_profile(session, profile)
+
+
+def test_deleting_a_sender_profile_clears_deleted_campaigns_and_its_digest_progress(
+    session: Session, clock: FixedClock
+) -> None:
+    profile = create_sender_profile(session, "News", "News", "news@example.com", "a@example.com")
+    other = create_sender_profile(session, "Sales", "Sales", "sales@example.com", "")
+    gone = campaign_from(session, clock, "Old", profile.id)
+    kept = campaign_from(session, clock, "Sales", other.id)
+    delete_campaign(session, gone, clock)
+    session.add(
+        BounceDigestState(
+            sender_profile_id=profile.id, last_sent_at=clock.now(), covered_until=clock.now()
+        )
+    )
+    session.commit()
+
+    delete_sender_profile(session, profile)
+    session.commit()
+    session.expire_all()
+
+    assert session.get(SenderProfile, profile.id) is None
+    assert session.get(Campaign, gone.id).sender_profile_id is None  # type: ignore[union-attr]
+    assert session.get(Campaign, kept.id).sender_profile_id == other.id  # type: ignore[union-attr]
+    assert session.scalars(select(BounceDigestState)).all() == []
 
 
 def test_a_sender_profile_is_updated_all_or_nothing(session: Session) -> None:

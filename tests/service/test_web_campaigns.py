@@ -231,6 +231,90 @@ def test_sender_profiles_are_added_and_edited_with_errors_per_field(
     assert "Sender profile 'Team' saved." in shown(client, "/campaigns/senders")
 
 
+def test_a_sender_profile_in_use_is_not_deleted_and_the_page_names_the_campaigns(
+    ready: Flask, client: FlaskClient, session: Session, scene: Scene, clock: FixedClock
+) -> None:
+    mass_email = sending(ready, session, scene, clock)
+    other = campaign_of(session, scene, clock, name=HOSTILE)
+    session.commit()
+    url = f"/campaigns/senders/{scene.profile.id}/delete"
+
+    assert f'href="{url}"' in client.get(f"/campaigns/senders/{scene.profile.id}").get_data(
+        as_text=True
+    )
+    page = client.get(url).get_data(as_text=True)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert "It cannot be deleted yet" in text
+    assert "2 campaign(s) use it" in text
+    assert f'href="/campaigns/{mass_email.campaign_id}/edit">Spring campaign<' in page
+    assert f'href="/campaigns/{other.id}/edit">{html.escape(HOSTILE)}<' in page
+    assert f'action="{url}"' not in page  # no delete button
+
+    response = post_form(client, url)  # a form from before a campaign took it
+    assert response.headers["Location"] == url
+    assert (
+        f"The sender profile 'News' was not deleted: campaign(s) {HOSTILE!r}, "
+        "'Spring campaign' use it: choose another sender profile for them first."
+    ) in shown(client, url)
+    session.expire_all()
+    assert session.get(SenderProfile, scene.profile.id) is not None
+    assert other.sender_profile_id == scene.profile.id
+
+
+def test_a_sender_profile_is_deleted_after_its_confirmation_and_sent_mail_keeps_working(
+    ready: Flask, client: FlaskClient, session: Session, scene: Scene, clock: FixedClock
+) -> None:
+    mass_email = sending(ready, session, scene, clock)
+    item = session.scalars(
+        select(QueueItem).where(QueueItem.mass_email_id == mass_email.id)
+    ).first()
+    assert item is not None
+    profile_id = scene.profile.id
+    post_form(client, f"/campaigns/{mass_email.campaign_id}/delete")  # deleted ones do not count
+    url = f"/campaigns/senders/{profile_id}/delete"
+
+    confirm = shown(client, url)
+    assert "Delete the sender profile “News”?" in confirm
+    assert "keep working" in confirm
+    assert f'action="{url}"' in confirm
+    response = post_form(client, url)
+
+    assert response.headers["Location"] == "/campaigns/senders"
+    assert "Sender profile 'News' deleted." in shown(client, "/campaigns/senders")
+    session.expire_all()
+    assert session.get(SenderProfile, profile_id) is None
+    assert session.get(Campaign, mass_email.campaign_id).sender_profile_id is None  # type: ignore[union-attr]
+    assert client.get(url).status_code == 404
+    assert post_form(client, url).status_code == 404
+
+    links = PublicLinks("http://localhost", LinkSigner(TEST_SECRET_KEY), "")
+    click = ready.test_client().get(urlsplit(links.click_url(item.id, 0)).path)
+    assert click.status_code == 302
+    assert click.headers["Location"] == "https://example.com/offer"
+    online = ready.test_client().get(urlsplit(links.view_online_url(item.id)).path)
+    assert online.status_code == 200
+    assert "Hello" in online.get_data(as_text=True)
+
+
+def test_both_roles_delete_sender_profiles_and_only_with_the_csrf_token(
+    ready: Flask, client: FlaskClient, session: Session
+) -> None:
+    admin = logged_in(ready, "boss@example.com", Role.ADMIN)
+    for user, name in ((client, "Team"), (admin, "Sales")):
+        post_form(user, "/campaigns/senders", {"name": name, "from_address": f"{name}@example.com"})
+        profile_id = session.scalars(
+            select(SenderProfile.id).where(SenderProfile.name == name)
+        ).one()
+        url = f"/campaigns/senders/{profile_id}/delete"
+        assert user.post(url).status_code == 400  # no CSRF token
+        assert session.get(SenderProfile, profile_id) is not None
+        assert post_form(user, url).headers["Location"] == "/campaigns/senders"
+        session.expire_all()
+        assert session.get(SenderProfile, profile_id) is None
+    anonymous = ready.test_client()
+    assert anonymous.get("/campaigns/senders/1/delete").status_code == 302
+
+
 # ------------------------------------------------------------------ mass emails
 
 
@@ -631,6 +715,7 @@ def test_hostile_names_are_shown_as_text(
         f"/campaigns/{campaign_id}/edit",
         f"/campaigns/{campaign_id}/delete",
         "/campaigns/senders",
+        f"/campaigns/senders/{scene.profile.id}/delete",
         f"/campaigns/mass-emails/{mass_email.id}",
         f"/campaigns/mass-emails/{mass_email.id}/edit",
         f"/campaigns/mass-emails/{mass_email.id}/schedule",

@@ -28,7 +28,7 @@ from app.services.target_lists import create_target_list
 from app.web.contacts import REQUEST_MAX_BYTES
 from tests.conftest import add_contact
 from tests.service.test_queue_build import make_mass_email, make_scene
-from tests.web_client import logged_in, post_form, web
+from tests.web_client import csrf_token, logged_in, post_form, web
 
 __all__ = ["web"]  # the fixture
 
@@ -323,6 +323,122 @@ def test_a_contact_joins_and_leaves_lists_from_its_page(
     assert flashes(follow(client, response)) == ["Removed from list Friends."]
     response = post_form(client, f"/contacts/{contact_id}/lists", {"target_list": "x"})
     assert flashes(follow(client, response)) == ["Not added: choose a list."]
+
+
+# ------------------------------------------------------------------ custom fields
+
+
+def custom_fields_of(app: Flask, contact_id: int) -> dict[str, Any]:
+    with app.app_context():
+        contact = db.session.get(Contact, contact_id)
+        assert contact is not None
+        return dict(contact.custom_fields)
+
+
+def test_custom_fields_are_shown_changed_cleared_and_added_on_the_contact_page(
+    site: Flask, client: FlaskClient, clock: FixedClock
+) -> None:
+    fields = {"plan": "trial", "Start date": "May", HOSTILE: "<b>bold</b>"}
+    (contact_id,) = seed(site, clock, "ann@example.com", custom_fields=fields)
+    url = f"/contacts/{contact_id}"
+
+    page = client.get(url).get_data(as_text=True)
+    assert HOSTILE not in page and "<b>bold</b>" not in page
+    # In the page's order (by name): each value with its label and placeholder.
+    assert re.findall(r'name="key-(\d)" value="([^"]*)"', page) == [
+        ("0", html.escape(HOSTILE)),
+        ("1", "plan"),
+        ("2", "Start date"),
+    ]
+    assert '<label for="value-1">plan</label>' in page
+    assert 'id="value-1" name="value-1" type="text" value="trial"' in page
+    text = page_text(client.get(url))
+    assert "In a template: {{ plan }}" in text
+    assert "In a template: {{ custom['Start date'] }}" in text
+    assert f"In a template: {{{{ custom['{HOSTILE}'] }}}}" in text
+
+    form = {
+        "key-0": HOSTILE,
+        "value-0": "<b>bold</b>",
+        "key-1": "plan",
+        "value-1": "pro",
+        "key-2": "Start date",
+        "value-2": "",
+        "new_name": "City",
+        "new_value": "Denver",
+    }
+    response = post_form(client, f"{url}/custom-fields", form)
+    assert response.headers["Location"].endswith(f"{url}#custom-title")
+    assert flashes(follow(client, response)) == [
+        "Custom fields saved: added City; changed plan; removed Start date."
+    ]
+    assert custom_fields_of(site, contact_id) == {
+        "plan": "pro",
+        HOSTILE: "<b>bold</b>",
+        "City": "Denver",
+    }
+    response = post_form(client, f"{url}/custom-fields", {"key-0": "City", "value-0": "Denver"})
+    assert flashes(follow(client, response)) == [
+        "Nothing to save: the custom fields are unchanged."
+    ]
+
+
+def test_bad_custom_fields_are_refused_per_field_and_nothing_is_saved(
+    site: Flask, client: FlaskClient, clock: FixedClock
+) -> None:
+    (contact_id,) = seed(
+        site, clock, "ann@example.com", custom_fields={"city": "Denver", "plan": "trial"}
+    )
+    url = f"/contacts/{contact_id}"
+    too_long = "v" * 10_001
+    form = {
+        "key-0": "city",
+        "value-0": "Boulder",
+        "key-1": "plan",
+        "value-1": too_long,
+        "new_name": "E-Mail",
+        "new_value": HOSTILE,
+    }
+
+    response = post_form(client, f"{url}/custom-fields", form)
+
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert field_error(page, "value-1") == "at most 10,000 characters (got 10,001)"
+    assert field_error(page, "new_name") == (
+        "'E-Mail' is the contact's email, a field of its own: change it above"
+    )
+    assert 'id="value-0-error"' not in page and 'id="new_value-error"' not in page
+    # Everything as typed, so nothing is lost; the summary links each field.
+    assert 'name="value-0" type="text" value="Boulder"' in page
+    assert f'value="{too_long}"' in page
+    assert f'value="{html.escape(HOSTILE)}"' in page and HOSTILE not in page
+    assert '<a href="#value-1">plan: at most 10,000 characters' in page
+    assert flashes(page) == ["No custom field was saved: see the fields marked below."]
+    assert custom_fields_of(site, contact_id) == {"city": "Denver", "plan": "trial"}
+
+    response = post_form(client, f"{url}/custom-fields", {"new_name": "city", "new_value": "x"})
+    assert response.status_code == 400
+    assert field_error(response.get_data(as_text=True), "new_name") == (
+        "the contact has a field 'city' already: change its value instead"
+    )
+
+
+def test_custom_fields_need_the_csrf_token_and_a_log_in(
+    site: Flask, client: FlaskClient, clock: FixedClock
+) -> None:
+    (contact_id,) = seed(site, clock, "ann@example.com", custom_fields={"plan": "trial"})
+    form = {"key-0": "plan", "value-0": "pro", "new_name": "City", "new_value": "Denver"}
+    assert client.post(f"/contacts/{contact_id}/custom-fields", data=form).status_code == 400
+    anonymous = site.test_client()
+    token = csrf_token(anonymous, "/login")
+    response = anonymous.post(
+        f"/contacts/{contact_id}/custom-fields", data={**form, "csrf_token": token}
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/login")
+    assert custom_fields_of(site, contact_id) == {"plan": "trial"}
+    assert post_form(client, "/contacts/999999/custom-fields", form).status_code == 404
 
 
 # ------------------------------------------------------------------ CSV import
