@@ -32,6 +32,8 @@ Functions flush; the caller commits.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -177,9 +179,18 @@ def suppressed_among(session: Session, addresses: Iterable[str]) -> set[str]:
     return {address for key in found for address in by_key[key]}
 
 
+# An unquoted ASCII address: its key is its lower-cased form whether or not
+# it is valid (an invalid one is on no list), so the lookup needs no
+# validation, which costs ~15 µs an address and the dispatcher checks
+# every recipient at send time.
+_PLAIN_ASCII_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
 def _lookup_key(address: str) -> str:
     """The key to look ``address`` up by; "" for one that is not an address
     (``add`` refuses those, so none is on the list)."""
+    if _PLAIN_ASCII_ADDRESS.fullmatch(address):
+        return address.lower()
     try:
         return address_key(address)[1]
     except InvalidAddress:

@@ -257,3 +257,33 @@ def test_the_commands_refuse_bad_input_clearly(
     assert message in result.output
     assert "Traceback" not in result.output
     assert session.scalar(select(func.count()).select_from(Suppression)) == 0
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Ann.Lee+news@Example.ORG",
+        "o'brien@example.co.uk",
+        "x_y-z@sub.example.com",
+        '"quoted name"@example.org',
+        "ÄNN@example.de",
+        "ann@BÜCHER.example",
+        "not an address",
+        "a..b@example.org",
+        "ann@localhost",
+    ],
+)
+def test_the_send_time_lookup_matches_whatever_is_on_the_list(
+    session: Session, clock: FixedClock, address: str
+) -> None:
+    """The dispatcher's lookup skips validation for plain ASCII addresses:
+    it must still find exactly the addresses ``add`` put on the list."""
+    try:
+        suppression.add(session, address, SuppressionReason.MANUAL, "test", clock)
+        on_list = True
+    except InvalidAddress:
+        on_list = False
+    session.commit()
+    for spelling in {address, address.lower(), address.upper()}:
+        found = suppression.suppressed_among(session, [spelling])
+        assert found == ({spelling.lower()} if on_list else set())
