@@ -129,18 +129,27 @@ def encode_body(text: str) -> bytes:
     for every recipient (``b2a_qp`` costs ~10 ns a byte). Only the lines
     holding a recipient's own links or name are encoded again.
     """
-    return b"\r\n".join(map(_encode_line, _LINE_BREAK.sub("\n", text).split("\n")))
+    return _encode_part(text)[0]
+
+
+def _encode_part(text: str) -> tuple[bytes, bool]:
+    """``encode_body`` and whether a line of it starts with "." (SMTP must
+    then double that dot, RFC 5321 §4.5.2: said here, where it is known
+    line by line, so the transport need not scan the whole message)."""
+    lines = [_encode_line(line) for line in _LINE_BREAK.sub("\n", text).split("\n")]
+    return b"\r\n".join(line for line, _ in lines), any(dot for _, dot in lines)
 
 
 @functools.lru_cache(maxsize=QP_CACHE_LINES)
-def _encode_line(line: str) -> bytes:
-    """One line (no line break in it) as quoted-printable, its soft breaks CRLF."""
+def _encode_line(line: str) -> tuple[bytes, bool]:
+    """One line (no line break in it) as quoted-printable, its soft breaks
+    CRLF, and whether one of its output lines starts with "."."""
     encoded = binascii.b2a_qp(
         line.encode("utf-8", "replace"), quotetabs=False, istext=True, header=False
     )
     if encoded.startswith(b"From ") or b"\nFrom " in encoded:
         encoded = _FROM_LINE.sub(_escape_from_line, encoded)
-    return encoded.replace(b"\n", b"\r\n")
+    return encoded.replace(b"\n", b"\r\n"), encoded.startswith(b".") or b"\n." in encoded
 
 
 def _escape_from_line(match: re.Match[bytes]) -> bytes:
@@ -195,12 +204,22 @@ class MessageSkeleton:
 
     def compose(self, rendered: RenderedParts, recipient: RecipientHeaders) -> bytes:
         """The complete message for one recipient, CRLF line endings."""
+        return self.compose_for_smtp(rendered, recipient)[0]
+
+    def compose_for_smtp(
+        self, rendered: RenderedParts, recipient: RecipientHeaders
+    ) -> tuple[bytes, bool]:
+        """``compose``, and whether a line of the message starts with "."
+        (only a body line can: header lines start with a name or, folded,
+        with white space; boundary lines with "--")."""
         subject = rendered.subject
         if recipient.test:
             subject = TEST_SUBJECT_PREFIX + subject
         item = _queue_item_id(recipient.queue_item_id)
         message_id = f"Message-ID: <q{item}.{secrets.token_hex(8)}@{self.message_id_domain}>\r\n"
-        return b"".join(
+        text, text_dots = _encode_part(rendered.text)
+        html, html_dots = _encode_part(rendered.html)
+        data = b"".join(
             (
                 self.head,
                 address_header("To", recipient.to_name, recipient.to_address),
@@ -213,12 +232,13 @@ class MessageSkeleton:
                 b"X-Sluice-Queue-Item: %d\r\n" % item,
                 _TEST_HEADER if recipient.test else b"",
                 self.content_type,
-                encode_body(rendered.text),
+                text,
                 self.between_parts,
-                encode_body(rendered.html),
+                html,
                 self.closing,
             )
         )
+        return data, text_dots or html_dots
 
 
 def new_boundary() -> str:

@@ -340,6 +340,7 @@ class _Portion:
             envelope_from=message.envelope_from,
             recipient=message.recipient,
             deadline=claim.lease_expires_at - self.margin,
+            dot_lines=message.dot_lines,
         )
 
     def _factory(self, mass_email_id: int) -> MessageFactory | None:

@@ -180,6 +180,9 @@ class OutgoingMessage:
     envelope_from: str
     recipient: str
     empty_placeholders: frozenset[str]
+    # A line of ``data`` starts with "." (SMTP doubles it): False spares the
+    # transport scanning the message for such lines.
+    dot_lines: bool = True
 
 
 # ----------------------------------------------------------------- content
@@ -541,7 +544,7 @@ class MessageFactory:
             test=test,
         )
         try:
-            data = sending.skeleton.compose(rendered, headers)
+            data, dot_lines = sending.skeleton.compose_for_smtp(rendered, headers)
         except HeaderValueError as error:
             raise RecipientError(f"queue item {queue_item_id}: {error}") from None
         if sending.signer is not None:
@@ -551,6 +554,7 @@ class MessageFactory:
             envelope_from=envelope_from or sending.return_path(queue_item_id, test),
             recipient=to_address,
             empty_placeholders=rendered.empty_placeholders,
+            dot_lines=dot_lines,
         )
 
 

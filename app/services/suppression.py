@@ -33,7 +33,6 @@ Functions flush; the caller commits.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime

@@ -170,11 +170,13 @@ def envelope_address(address: str) -> str:
     return smtplib.quoteaddr(address)
 
 
-def data_block(message: bytes) -> bytes:
+def data_block(message: bytes, dot_lines: bool = True) -> bytes:
     """The message as DATA sends it, as ``SMTP.data()`` does: a dot at a
-    line's start doubled (RFC 5321 §4.5.2), then CRLF "." CRLF."""
+    line's start doubled (RFC 5321 §4.5.2), then CRLF "." CRLF. A caller
+    that knows no line starts with a dot (``dot_lines`` False) spares the
+    scan of the whole message (~1 ns a byte)."""
     block = message
-    if block.startswith(b".") or b"\n." in block:  # a scan, cheaper than the regex
+    if dot_lines and (block.startswith(b".") or b"\n." in block):  # cheaper than the regex
         block = _LINE_START_DOT.sub(b"..", block)
     if not block.endswith(b"\r\n"):
         block += b"\r\n"

@@ -80,6 +80,7 @@ class SendJob:
     envelope_from: str
     recipient: str
     deadline: datetime | None = None
+    dot_lines: bool = True  # False: no line of ``message`` starts with "."
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ class _Transaction:
             self._finish(classify_reply(data_code, data_text, False, SmtpStage.DATA), True)
             return None
         self.body_sent, self.stage = True, SmtpStage.DATA
-        return data_block(self.job.message)
+        return data_block(self.job.message, self.job.dot_lines)
 
     def _finish(self, result: SendResult, drop: bool = False) -> None:
         if self.result is None:  # not the reply to an emptied DATA

@@ -447,3 +447,26 @@ def test_quoted_printable_line_by_line_decodes_to_the_text_every_time(
         assert len(line) <= 76
         assert not line.endswith((b" ", b"\t"))
         assert not line.startswith(b"From ")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=st.text(alphabet=st.sampled_from(". aZ=\n\r\té€"), max_size=400),
+    html=st.text(alphabet=st.sampled_from(".<a>x =\n"), max_size=400),
+)
+def test_compose_says_whether_a_line_starts_with_a_dot(text: str, html: str) -> None:
+    """The dispatcher skips SMTP's scan for dot lines when compose says there
+    are none: a wrong "none" would let the relay cut the message short."""
+    data, dot_lines = build_skeleton(SENDER).compose_for_smtp(
+        Rendered("Hello", html, text), RECIPIENT
+    )
+    assert dot_lines == (data.startswith(b".") or b"\n." in data)
+
+
+def test_a_soft_break_before_a_dot_counts_as_a_dot_line() -> None:
+    html = "x" * 75 + ".hidden"  # b2a_qp breaks after 75 characters
+    data, dot_lines = build_skeleton(SENDER).compose_for_smtp(
+        Rendered("Hello", html, "plain"), RECIPIENT
+    )
+    assert b"=\r\n.hidden" in data and dot_lines
+    assert not build_skeleton(SENDER).compose_for_smtp(RENDERED, RECIPIENT)[1]
