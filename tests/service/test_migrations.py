@@ -111,7 +111,7 @@ INDEXES_OF_0009 = {f"ix_queue_items_claimable_{group}" for group in DomainGroup}
 # Tables that later migrations create: 0010 (the suppression list and
 # bounces), 0011 (the bounce mailbox's checkpoints), 0012 (the log-in rate
 # limit), 0013 (the browser import's problem rows), 0014 (the bounce
-# digests' progress).
+# digests' progress), 0016 (the password links of invitations and resets).
 TABLES_AFTER_0009 = {
     "suppressions",
     "suppression_removals",
@@ -121,9 +121,14 @@ TABLES_AFTER_0009 = {
     "login_attempts",
     "bounce_digest_states",
     "contact_import_problems",
+    "password_links",
 }
-# Columns that later migrations add to older tables: 0013.
-COLUMNS_AFTER_0009 = {("contact_imports", "csv_header"), ("contact_imports", "csv_delimiter")}
+# Columns that later migrations add to older tables: 0013, 0016 (a user's time zone).
+COLUMNS_AFTER_0009 = {
+    ("contact_imports", "csv_header"),
+    ("contact_imports", "csv_delimiter"),
+    ("users", "time_zone"),
+}
 # Indexes that later migrations add to older tables: 0013 (contact search),
 # 0015 (the results page's recipients by keyset, a recipient's log).
 INDEXES_AFTER_0009 = {
