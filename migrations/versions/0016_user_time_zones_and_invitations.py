@@ -1,6 +1,6 @@
 """user time zones and invitations: users.time_zone, password_links
 
-Revision ID: 0016_user_time_zones_and_invitations
+Revision ID: 0016_user_tz_invitations
 Revises: 0015_results_ui
 Create Date: 2026-12-29 09:00:00.000000
 
@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0016_user_time_zones_and_invitations'
+# Shorter than the file's name: alembic_version.version_num is VARCHAR(32).
+revision = '0016_user_tz_invitations'
 down_revision = '0015_results_ui'
 branch_labels = None
 depends_on = None
