@@ -35,7 +35,9 @@ from app.services.users import UserError, set_active
 NEW_PASSWORD = "a long enough new password"
 
 
-def invited(session: Session, clock: FixedClock, address: str = "new@example.com") -> tuple[User, str]:
+def invited(
+    session: Session, clock: FixedClock, address: str = "new@example.com"
+) -> tuple[User, str]:
     issued = invite_user(session, clock, address, Role.MARKETER)
     session.commit()
     user = session.get(User, issued.link.user_id)
