@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import available_timezones
 
 ENV_PREFIX = "SLUICE_"
 
@@ -107,6 +108,14 @@ _DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 DKIM_SETTINGS = ("dkim_selector", "dkim_domain", "dkim_key_file")
 
 
+def _parse_time_zone(value: object) -> str:
+    text = _parse_str(value).strip()
+    # Checked against the list before ZoneInfo opens any file (the name is a path).
+    if text not in available_timezones():
+        raise ValueError("expected an IANA time zone name such as UTC or Europe/Paris")
+    return text
+
+
 def _parse_dns_name(value: object) -> str:
     text = _parse_str(value).strip()
     if text and not _DNS_NAME.fullmatch(text):
@@ -129,6 +138,11 @@ class Settings:
     bounce_address: str = field(default="", metadata={"parse": _parse_address})
     admin_email: str = field(default="", metadata={"parse": _parse_address})
     admin_password: str = field(default="", metadata={"parse": _parse_str})
+    # The zone of every user who has not chosen their own on /account.
+    default_time_zone: str = field(default="UTC", metadata={"parse": _parse_time_zone})
+    # From of the mail Sluice sends its own users (invitations, password
+    # links); empty: the address of the administrator who sends it.
+    system_email_from: str = field(default="", metadata={"parse": _parse_address})
     # The session cookie's Secure flag: "auto" sets it when site_url is https.
     cookie_secure: str = field(default="auto", metadata={"parse": _parse_cookie_secure})
     # Seeds for the runtime settings stored in the database.

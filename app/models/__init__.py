@@ -1,7 +1,14 @@
 """SQLAlchemy models, one module per area; import them all here so Alembic
 and ``Base.metadata`` see every table."""
 
-from app.models.admin import LoginAttempt, Role, RuntimeSetting, User
+from app.models.admin import (
+    LoginAttempt,
+    PasswordLink,
+    PasswordLinkKind,
+    Role,
+    RuntimeSetting,
+    User,
+)
 from app.models.base import Base
 from app.models.bounce_mailbox import BounceMailboxCheckpoint
 from app.models.bounces import (
@@ -62,6 +69,8 @@ __all__ = [
     "MassEmail",
     "MassEmailStatus",
     "MessageOutcome",
+    "PasswordLink",
+    "PasswordLinkKind",
     "QueueItem",
     "QueueItemStatus",
     "Role",

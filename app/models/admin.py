@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime
@@ -29,6 +29,36 @@ class User(Base):
     role: Mapped[Role] = mapped_column(str_enum(Role), default=Role.MARKETER)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # An IANA name (app.services.time_zones); None: the site's default
+    # (the boot setting default_time_zone), followed when it changes.
+    time_zone: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
+
+
+class PasswordLinkKind(enum.StrEnum):
+    INVITATION = "invitation"
+    RESET = "reset"
+
+
+class PasswordLink(Base):
+    """A single-use, expiring link to set a password, mailed to the user
+    (``app.services.password_links``, its only writer). Only the SHA-256 of
+    the link's token is stored: a copy of the database opens no account."""
+
+    __tablename__ = "password_links"
+    __table_args__ = (
+        Index("uq_password_links_token_hash", "token_hash", unique=True),
+        Index("ix_password_links_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[PasswordLinkKind] = mapped_column(str_enum(PasswordLinkKind))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=None)
+    # Set when a newer link for the same user replaces this one.
+    replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=None)
 
 
 class RuntimeSetting(Base):

@@ -63,7 +63,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
@@ -628,8 +628,9 @@ def _start_time(start_at: datetime | None, send_now: bool, clock: Clock) -> date
     if start_at.tzinfo is None:
         raise CampaignError("start_at", "must carry a time zone")
     if start_at < now - START_GRACE:
+        # Said in the zone the time was given in (the user's, from the web).
         raise CampaignError("start_at", f"{start_at.isoformat()} is in the past")
-    return max(start_at, now)
+    return max(start_at, now).astimezone(UTC)
 
 
 def _template_id(session: Session, template_id: int | None) -> int | None:

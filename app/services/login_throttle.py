@@ -94,11 +94,19 @@ def refusal(session: Session, clock: Clock, email_key: str, ip: str) -> Refusal 
             f"Try again in {_minutes_until(retry_at, now)} minute(s).",
             retry_at,
         )
-    from_ip = _failures(session, LoginAttempt.ip == ip, since)
+    return ip_refusal(session, clock, ip)
+
+
+def ip_refusal(session: Session, clock: Clock, ip: str) -> Refusal | None:
+    """A ``Refusal`` when ``ip`` has failed too often (the per-IP rule
+    alone). The set-password page uses it too: a link that matches nothing
+    counts as a failure of its IP, as a wrong password does."""
+    now = clock.now()
+    from_ip = _failures(session, LoginAttempt.ip == ip, now - WINDOW)
     if len(from_ip) >= PER_IP:
         retry_at = _retry_at(from_ip, PER_IP)
         return Refusal(
-            f"Too many failed log-in attempts from your network address. "
+            f"Too many failed attempts from your network address. "
             f"Try again in {_minutes_until(retry_at, now)} minute(s).",
             retry_at,
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from xml.etree import ElementTree
+from zoneinfo import ZoneInfo
 
 import pygal
 from pygal.style import Style
@@ -28,6 +29,7 @@ from app.services.results import Timeline
 # (width, height, x labels shown): a wide chart, and a narrow one for
 # small screens (the page picks it with <picture>), so that its text stays
 # readable instead of being scaled down.
+UTC_ZONE = ZoneInfo("UTC")
 SIZES = {"wide": (800, 320, 12), "narrow": (360, 320, 4)}
 OPENS_COLOUR = "#1d4ed8"  # blue 700: 6.7:1 on white
 CLICKS_COLOUR = "#b45309"  # amber 700: 5.0:1 on white
@@ -46,20 +48,26 @@ _STYLE = Style(
 )
 
 
-def bucket_label(timeline: Timeline, index: int) -> str:
-    """A bucket's start as the axis shows it: the date for day-wide
-    buckets, the time otherwise, with the date at the first and at each
-    new day."""
-    start = timeline.buckets[index].start
+def bucket_label(timeline: Timeline, index: int, zone: ZoneInfo = UTC_ZONE) -> str:
+    """A bucket's start in ``zone`` as the axis shows it: the date for
+    day-wide buckets, the time otherwise, with the date at the first and at
+    each new day. (Buckets are cut in UTC: a day-wide bucket starts at UTC
+    midnight, shown as its local date and time when the zone is not UTC.)"""
+    start = timeline.buckets[index].start.astimezone(zone)
+    whole_days = start.utcoffset() == timedelta(0)
     if timeline.width >= timedelta(days=1):
-        return start.strftime("%Y-%m-%d")
-    new_day = index == 0 or timeline.buckets[index - 1].start.date() != start.date()
+        return start.strftime("%Y-%m-%d" if whole_days else "%Y-%m-%d %H:%M")
+    previous = timeline.buckets[index - 1].start.astimezone(zone) if index else None
+    new_day = previous is None or previous.date() != start.date()
     return start.strftime("%m-%d %H:%M" if new_day else "%H:%M")
 
 
-def timeline_svg(timeline: Timeline, title: str, size: str = "wide") -> bytes:
+def timeline_svg(
+    timeline: Timeline, title: str, size: str = "wide", zone: ZoneInfo = UTC_ZONE
+) -> bytes:
     """The chart as a standalone SVG document (UTF-8), without any script:
-    opens and clicks side by side per bucket. ``size`` is a key of ``SIZES``."""
+    opens and clicks side by side per bucket, labelled in ``zone``. ``size``
+    is a key of ``SIZES``."""
     width, height, labels = SIZES[size]
     chart = pygal.Bar(
         style=_STYLE,
@@ -67,7 +75,7 @@ def timeline_svg(timeline: Timeline, title: str, size: str = "wide") -> bytes:
         width=width,
         height=height,
         title=title,
-        x_title="Time (UTC), per " + width_text(timeline.width),
+        x_title=f"Time ({zone.key}), per {width_text(timeline.width)}",
         y_title="Events",
         x_label_rotation=30,
         show_minor_x_labels=False,
@@ -81,7 +89,7 @@ def timeline_svg(timeline: Timeline, title: str, size: str = "wide") -> bytes:
         print_values=False,
         explicit_size=False,
     )
-    chart.x_labels = [bucket_label(timeline, index) for index in range(len(timeline.buckets))]
+    chart.x_labels = [bucket_label(timeline, index, zone) for index in range(len(timeline.buckets))]
     chart.add("Opens", [bucket.opens for bucket in timeline.buckets])
     chart.add("Clicks", [bucket.clicks for bucket in timeline.buckets])
     tree = chart.render_tree()  # pygal's elements carry no namespace prefix

@@ -34,6 +34,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.clock import Clock
 from app.models import Role, User
 from app.services.addresses import InvalidAddress, normalise_address
+from app.services.time_zones import TimeZoneError, parse_time_zone
 
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
 MIN_PASSWORD_LENGTH = 12
@@ -130,7 +131,7 @@ def get_user(session: Session, user_id: int) -> User:
     return user
 
 
-def _check_new_password(password: str, field: str = "password") -> None:
+def check_new_password(password: str, field: str = "password") -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"must be at least {MIN_PASSWORD_LENGTH} characters", field)
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -214,7 +215,22 @@ def change_own_password(session: Session, user_id: int, current: str, new: str) 
     user = get_user(session, user_id)
     if not check_password_hash(user.password_hash, current[:MAX_PASSWORD_LENGTH]):
         raise UserError("is not your current password", "current_password")
-    _check_new_password(new, "new_password")
+    check_new_password(new, "new_password")
     user.password_hash = generate_password_hash(new)
+    session.flush()
+    return user
+
+
+def set_time_zone(session: Session, user_id: int, name: str) -> User:
+    """A user chooses the zone their times are shown and read in: an IANA
+    name, or empty for the site's default. Raises ``UserError`` (field
+    ``time_zone``) for anything else. Flushes."""
+    user = get_user(session, user_id)
+    if name:
+        try:
+            parse_time_zone(name)
+        except TimeZoneError as error:
+            raise UserError(str(error), "time_zone") from None
+    user.time_zone = name or None
     session.flush()
     return user

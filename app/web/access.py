@@ -65,6 +65,7 @@ class SignedInUser:
     email: str
     role: Role
     session_id: str
+    time_zone: str | None = None  # None: the site's default
 
     is_authenticated = True
     is_active = True
@@ -84,7 +85,9 @@ def _fingerprint(user: User) -> str:
 
 
 def signed_in(user: User) -> SignedInUser:
-    return SignedInUser(user.id, user.email, user.role, f"{user.id}:{_fingerprint(user)}")
+    return SignedInUser(
+        user.id, user.email, user.role, f"{user.id}:{_fingerprint(user)}", user.time_zone
+    )
 
 
 def _load_user(session_id: str) -> SignedInUser | None:

@@ -4,16 +4,25 @@ administrator (``require_role`` before any view runs)."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.context import app_clock
+from app import app_settings
+from app.context import SmtpNotConfigured, app_clock, app_transport_factory
 from app.extensions import current_session
-from app.models import Role
+from app.models import PasswordLinkKind, Role, User
 from app.services import job_runs
+from app.services.password_links import (
+    IssuedLink,
+    LinkMail,
+    invite_user,
+    link_for_user,
+    pending_links,
+    send_link_mail,
+)
 from app.services.runtime_settings import (
     SPECS,
     RuntimeSettings,
@@ -21,12 +30,14 @@ from app.services.runtime_settings import (
     get_runtime_settings,
     update_runtime_settings,
 )
+from app.services.time_zones import parse_time_zone
 from app.services.troubleshooting import checklist
 from app.services.users import (
     NewPassword,
     UserError,
     change_role,
     create_user,
+    get_user,
     list_users,
     reset_password,
     set_active,
@@ -39,6 +50,7 @@ from app.web.checks import (
     live_checks,
     smtp_check,
 )
+from app.web.formatting import default_zone
 from jobs.scheduler import JOB_IDS, JOBS
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
@@ -193,9 +205,12 @@ def _render_users(
     form: dict[str, str] | None = None,
     status: int = 200,
 ) -> tuple[str, int]:
+    store, clock = current_session(), app_clock(current_app)
     page = render_template(
         "ui/admin/users.html",
-        users=list_users(current_session()),
+        users=list_users(store),
+        links=pending_links(store, clock),
+        now=clock.now(),
         me=web_user(),
         roles=list(Role),
         errors=errors or {},
@@ -203,6 +218,41 @@ def _render_users(
         form=form or {"email": "", "role": Role.MARKETER.value},
     )
     return page, status
+
+
+@dataclass(frozen=True)
+class MailOutcome:
+    sent: bool
+    text: str  # the relay's answer, or why nothing reached it
+
+
+def _mail_link(user: User, issued: IssuedLink) -> MailOutcome:
+    """Mail ``issued``'s link to ``user`` through the relay Send Test uses."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        factory = app_transport_factory(app)
+    except SmtpNotConfigured as error:
+        return MailOutcome(False, str(error))
+    store = current_session()
+    try:
+        site_url = get_runtime_settings(store).site_url
+    except LookupError:
+        site_url = app_settings(app).site_url
+    url = site_url.rstrip("/") + url_for("ui.set_password", token=issued.token)
+    sender = web_user().email
+    mail = LinkMail(
+        from_address=app_settings(app).system_email_from or sender,
+        reply_to=sender,
+        sent_by=sender,
+        site_url=site_url,
+        zone=default_zone(app) if user.time_zone is None else parse_time_zone(user.time_zone),
+    )
+    transport = factory()
+    try:
+        result = send_link_mail(transport, user, issued, url, mail, clock=app_clock(app))
+    finally:
+        transport.close()
+    return MailOutcome(result.accepted, f"{result.code or '---'} {result.reply}".strip())
 
 
 def _role(value: str) -> Role | None:
@@ -224,6 +274,36 @@ def create() -> tuple[str, int]:
     if role is None:
         flash("The user was not created: see the fields marked below.", "error")
         return _render_users({"role": "choose admin or marketer"}, form=form, status=400)
+    if request.form.get("how") == "password":
+        return _create_with_password(form, role)
+    store = current_session()
+    try:
+        issued = invite_user(store, app_clock(current_app), form["email"], role)
+    except UserError as error:
+        store.rollback()
+        flash("The user was not created: see the fields marked below.", "error")
+        return _render_users({error.field or "email": str(error)}, form=form, status=400)
+    store.commit()  # the user exists whatever the relay says
+    user = get_user(store, issued.link.user_id)
+    outcome = _mail_link(user, issued)
+    if outcome.sent:
+        flash(
+            f"User {user.email} created as {role.value}; the invitation was sent. "
+            f"The relay answered: {outcome.text}",
+            "success",
+        )
+    else:
+        flash(
+            f"User {user.email} created as {role.value}, but the invitation was not sent: "
+            f"{outcome.text}. Send it again once the relay works, or give them a generated "
+            "password with “Reset password”.",
+            "error",
+        )
+    return _render_users()
+
+
+def _create_with_password(form: dict[str, str], role: Role) -> tuple[str, int]:
+    """The fallback without mail: a generated password shown once."""
     store = current_session()
     try:
         created = create_user(store, app_clock(current_app), form["email"], role)
@@ -234,6 +314,34 @@ def create() -> tuple[str, int]:
     store.commit()
     flash(f"User {created.user.email} created as {role.value}.", "success")
     return _render_users(new_password=created)
+
+
+@admin.post("/users/<int:user_id>/send-link")
+def send_link(user_id: int) -> BaseResponse:
+    """Mail a new invitation or password link (replacing any pending one)."""
+    try:
+        kind = PasswordLinkKind(request.form.get("kind", ""))
+    except ValueError:
+        flash("Not done: choose an invitation or a password link.", "error")
+        return redirect(url_for("admin.users"))
+    store = current_session()
+    try:
+        issued = link_for_user(store, app_clock(current_app), user_id, kind)
+    except UserError as error:
+        store.rollback()
+        flash(f"Not done: {error}.", "error")
+        return redirect(url_for("admin.users"))
+    store.commit()
+    user = get_user(store, user_id)
+    what = "invitation" if kind is PasswordLinkKind.INVITATION else "password link"
+    outcome = _mail_link(user, issued)
+    if outcome.sent:
+        flash(
+            f"A new {what} was sent to {user.email}. The relay answered: {outcome.text}.", "success"
+        )
+    else:
+        flash(f"The {what} to {user.email} was not sent: {outcome.text}", "error")
+    return redirect(url_for("admin.users"))
 
 
 def _user_action(message: str, action: Any) -> BaseResponse:

@@ -12,8 +12,11 @@ Rules kept here:
 
 - **Scheduling** shows the pre-flight's findings first and needs the
   CAN-SPAM box ticked; the service checks both again.
-- **Times** are entered and shown in UTC (``datetime-local`` fields carry
-  no zone; the label says UTC).
+- **Times** are entered and shown in the user's zone
+  (``app.web.formatting.display_zone``; ``datetime-local`` fields carry no
+  zone, the label names it) and stored in UTC
+  (``app.services.time_zones.local_to_utc``: a time the clocks skip is a
+  field error, a repeated one is its first occurrence).
 - **Deleted** campaigns and mass emails are 404 here, while the links in
   their sent mail keep working (``app/web/public.py`` ignores
   ``deleted_at``).
@@ -24,7 +27,7 @@ Rules kept here:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask import (
@@ -64,6 +67,8 @@ from app.services.messages import MessageError, mass_email_source, preview, send
 from app.services.preflight import Finding, preflight
 from app.services.rendering import TemplateProblem, TemplateSource
 from app.services.template_editor import PLACEHOLDERS, Preview, PreviewContactError, preview_contact
+from app.services.time_zones import INPUT_FORMAT, NonexistentLocalTime, input_value, local_to_utc
+from app.web.formatting import display_zone, format_time
 from app.web.templates_ui import (
     SETTINGS_MISSING,
     after_argument,
@@ -75,7 +80,6 @@ from app.web.templates_ui import (
 campaigns = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
 S = MassEmailStatus
-TIME_FORMAT = "%Y-%m-%dT%H:%M"  # an <input type="datetime-local">'s value
 CAMPAIGN_LABELS = {
     "name": "Name",
     "type": "Type",
@@ -94,7 +98,7 @@ MASS_EMAIL_LABELS = {
     "content": "Content",
     "template_id": "Template",
     "start": "Start",
-    "start_at": "Start time (UTC)",
+    "start_at": "Start time",
     "subject": "Subject",
     "body_html": "HTML body",
     "body_text": "Text body",
@@ -162,17 +166,23 @@ def _start(allowed: tuple[str, ...]) -> tuple[datetime | None, bool]:
     if start == "later":
         return None, False
     raw = request.form.get("start_at", "").strip()
+    zone = display_zone()
     if not raw:
-        raise FormError("start_at", "give the start time (UTC), or choose another option")
+        raise FormError("start_at", f"give the start time ({zone.key}), or choose another option")
     try:
-        parsed = datetime.strptime(raw[:16], TIME_FORMAT)
+        parsed = datetime.strptime(raw[:16], INPUT_FORMAT)
     except ValueError:
         raise FormError("start_at", "expected a date and time such as 2026-05-01T09:00") from None
-    return parsed.replace(tzinfo=UTC), False
+    try:
+        start_at = local_to_utc(parsed, zone)
+    except NonexistentLocalTime as error:
+        raise FormError("start_at", str(error)) from None
+    # In the user's zone, so a refusal ("… is in the past") reads in it too.
+    return start_at.astimezone(zone), False
 
 
 def _time_value(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime(TIME_FORMAT)
+    return "" if value is None else input_value(value, display_zone())
 
 
 def _fail(store: Any, message: str) -> None:
@@ -933,7 +943,7 @@ def schedule(mass_email_id: int) -> BaseResponse | tuple[str, int]:
         )
     store.commit()
     warnings = sum(1 for finding in findings if finding.severity == "warning")
-    when = "" if found.start_at is None else found.start_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = format_time(found.start_at)
     flash(
         f"{found.name!r} is scheduled to start at {when}"
         + (f" ({warnings} warning(s) noted)." if warnings else "."),

@@ -60,6 +60,7 @@ from app.services.results import (
 from app.services.results_chart import SIZES, timeline_svg, width_text
 from app.services.runtime_settings import get_runtime_settings
 from app.services.target_lists import TargetListError, target_list_from_results
+from app.web.formatting import display_zone
 
 results = Blueprint("results", __name__, url_prefix="/results")
 
@@ -147,7 +148,7 @@ def chart(mass_email_id: int) -> Response:
     if size not in SIZES:
         abort(400, description=f"size: one of {', '.join(SIZES)}")
     title = f"Opens and clicks: {mass_email.name}"
-    svg = timeline_svg(opens_and_clicks(store, mass_email_id), title, size)
+    svg = timeline_svg(opens_and_clicks(store, mass_email_id), title, size, display_zone())
     response = Response(svg, mimetype="image/svg+xml")
     response.headers["Content-Security-Policy"] = CHART_POLICY
     return response

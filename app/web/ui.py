@@ -22,6 +22,7 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import text
 from werkzeug.wrappers import Response as BaseResponse
 
+from app import app_settings
 from app.context import app_clock
 from app.extensions import current_session, db
 from app.services import login_throttle
@@ -29,13 +30,21 @@ from app.services.dashboard import Dashboard
 from app.services.dashboard import dashboard as dashboard_figures
 from app.services.durations import format_duration
 from app.services.overview import database_overview
+from app.services.password_links import (
+    LinkProblem,
+    LinkRefused,
+    set_password_with_link,
+    usable_link,
+)
 from app.services.runtime_settings import get_runtime_settings
+from app.services.time_zones import MAX_NAME_LENGTH, time_zone_names
 from app.services.users import (
     MIN_PASSWORD_LENGTH,
     UserError,
     authenticate,
     change_own_password,
     login_key,
+    set_time_zone,
 )
 from app.web.access import public_endpoint, safe_next, signed_in, web_user
 from app.web.formatting import format_time
@@ -86,6 +95,71 @@ def login() -> str | BaseResponse | tuple[str, int]:
     session.permanent = True
     flash(f"Logged in as {user.email}.", "success")
     return redirect(safe_next(request.args.get("next")))
+
+
+# The rate limit's account key for links that match nothing (only the
+# per-IP count is consulted for them).
+BAD_LINK_KEY = "(password link)"
+REFUSED_LINK_STATUS = {
+    LinkProblem.UNKNOWN: 404,
+    LinkProblem.USED: 410,
+    LinkProblem.REPLACED: 410,
+    LinkProblem.EXPIRED: 410,
+    LinkProblem.INACTIVE: 403,
+}
+
+
+def _refused_link(refusal: LinkRefused) -> tuple[str, int]:
+    page = render_template(
+        "ui/password_link_refused.html", problem=refusal.problem.value, link=refusal.link
+    )
+    return page, REFUSED_LINK_STATUS[refusal.problem]
+
+
+@ui.route("/password/<token>", methods=["GET", "POST"])
+@public_endpoint
+def set_password(token: str) -> BaseResponse | tuple[str, int]:
+    """The page of an invitation or reset link: set a password, once."""
+    store, clock, ip = current_session(), app_clock(current_app), _client_ip()
+    refused = login_throttle.ip_refusal(store, clock, ip)
+    if refused is not None:
+        return render_template("ui/password_link_refused.html", throttled=refused.message), 429
+    try:
+        link, user = usable_link(store, clock, token)
+    except LinkRefused as refusal:
+        if refusal.problem is LinkProblem.UNKNOWN:
+            # Guessing links costs attempts as guessing passwords does.
+            login_throttle.record_attempt(store, clock, BAD_LINK_KEY, ip, succeeded=False)
+            store.commit()
+        return _refused_link(refusal)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        password = request.form.get("password", "")
+        if password != request.form.get("confirm_password", ""):
+            errors["confirm_password"] = "does not match the password"  # noqa: S105
+        else:
+            try:
+                set_password_with_link(store, clock, token, password)
+            except LinkRefused as refusal:
+                store.rollback()
+                return _refused_link(refusal)
+            except UserError as error:
+                store.rollback()
+                errors[error.field] = str(error)
+            else:
+                store.commit()
+                logout_user()
+                session.clear()  # whoever was logged in here, the next step is a log-in
+                flash(f"Your password is set. Log in as {user.email} with it.", "success")
+                return redirect(url_for("ui.login"))
+    page = render_template(
+        "ui/set_password.html",
+        user=user,
+        link=link,
+        errors=errors,
+        min_length=MIN_PASSWORD_LENGTH,
+    )
+    return page, (400 if errors else 200)
 
 
 @ui.post("/logout")
@@ -158,6 +232,34 @@ def dashboard_live() -> BaseResponse:
     return jsonify(live_figures(_figures(), app_clock(current_app).now()))
 
 
+def _render_account(errors: dict[str, str], zone_choice: str | None = None) -> tuple[str, int]:
+    page = render_template(
+        "ui/account.html",
+        errors=errors,
+        min_length=MIN_PASSWORD_LENGTH,
+        zone_names=time_zone_names(),
+        zone_choice=(web_user().time_zone or "") if zone_choice is None else zone_choice,
+        default_zone=app_settings(current_app).default_time_zone,
+    )
+    return page, (400 if errors else 200)
+
+
+@ui.post("/account/time-zone")
+def account_time_zone() -> BaseResponse | tuple[str, int]:
+    store = current_session()
+    choice = request.form.get("time_zone", "")[: MAX_NAME_LENGTH + 1]
+    try:
+        set_time_zone(store, web_user().id, choice)
+    except UserError as error:
+        store.rollback()
+        flash("Your time zone was not changed: see the field marked below.", "error")
+        return _render_account({error.field: str(error)}, choice)
+    store.commit()
+    shown = choice or f"the site's default, {app_settings(current_app).default_time_zone}"
+    flash(f"Times are now shown and read in {shown}.", "success")
+    return redirect(url_for("ui.account"))
+
+
 @ui.route("/account", methods=["GET", "POST"])
 def account() -> str | BaseResponse | tuple[str, int]:
     errors: dict[str, str] = {}
@@ -181,6 +283,4 @@ def account() -> str | BaseResponse | tuple[str, int]:
                 flash("Your password is changed.", "success")
                 return redirect(url_for("ui.account"))
         flash("Your password was not changed: see the fields marked below.", "error")
-    return render_template("ui/account.html", errors=errors, min_length=MIN_PASSWORD_LENGTH), (
-        400 if errors else 200
-    )
+    return _render_account(errors)

@@ -192,7 +192,7 @@ def test_users_admin_flows(page: Any, browser: Any, live: LiveApp, watch: Watch)
     page.goto("/admin/users")
     page.get_by_label("Email address").fill("new.person@example.com")
     page.get_by_label("Role", exact=True).select_option("marketer")
-    page.get_by_role("button", name="Add user").click()
+    page.get_by_role("button", name="Create with a generated password").click()
 
     expect(page.get_by_role("status").first).to_have_text(
         "User new.person@example.com created as marketer."

@@ -149,7 +149,7 @@ def test_a_campaign_from_creation_to_scheduled_with_send_test(
     page.get_by_label("I confirm that the subject and content meet CAN-SPAM").check()
     page.get_by_role("button", name="Schedule").click()
     expect(page.get_by_role("status").first).to_contain_text(
-        "is scheduled to start at 2026-03-03 08:00 UTC"
+        "is scheduled to start at 2026-03-03 08:00:00 UTC"
     )
 
     page.get_by_label("Send the test to").fill("me@example.com")

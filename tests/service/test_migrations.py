@@ -112,7 +112,7 @@ INDEXES_OF_0009 = {f"ix_queue_items_claimable_{group}" for group in DomainGroup}
 # Tables that later migrations create: 0010 (the suppression list and
 # bounces), 0011 (the bounce mailbox's checkpoints), 0012 (the log-in rate
 # limit), 0013 (the browser import's problem rows), 0014 (the bounce
-# digests' progress).
+# digests' progress), 0017 (the password links of invitations and resets).
 TABLES_AFTER_0009 = {
     "suppressions",
     "suppression_removals",
@@ -122,9 +122,10 @@ TABLES_AFTER_0009 = {
     "login_attempts",
     "bounce_digest_states",
     "contact_import_problems",
+    "password_links",
 }
 # Columns that later migrations add to older tables: 0013, 0016 (the
-# runtime settings of a mass email's snapshot).
+# runtime settings of a mass email's snapshot), 0017 (a user's time zone).
 COLUMNS_AFTER_0009 = {
     ("contact_imports", "csv_header"),
     ("contact_imports", "csv_delimiter"),
@@ -132,6 +133,7 @@ COLUMNS_AFTER_0009 = {
     ("mass_emails", "snapshot_postal_address"),
     ("mass_emails", "snapshot_mandatory_opt_out"),
     ("mass_emails", "snapshot_open_tracking"),
+    ("users", "time_zone"),
 }
 # Indexes that later migrations add to older tables: 0013 (contact search),
 # 0015 (the results page's recipients by keyset, a recipient's log).

@@ -161,7 +161,11 @@ def test_an_admin_adds_a_user_who_can_log_in_with_the_password_shown_once(
 ) -> None:
     client = logged_in(admin, "boss@example.com")
 
-    response = post_form(client, "/admin/users", {"email": "Mark@Example.com", "role": "marketer"})
+    response = post_form(
+        client,
+        "/admin/users",
+        {"email": "Mark@Example.com", "role": "marketer", "how": "password"},
+    )
     page = response.get_data(as_text=True)
 
     assert response.status_code == 200

@@ -379,7 +379,7 @@ def test_a_mass_email_is_added_then_scheduled_after_the_preflight_and_can_spam(
     assert scheduled.start_at == clock.now().replace(day=3, hour=10, minute=30)
     assert scheduled.can_spam_confirmed_at == clock.now()
     page = shown(client, done.headers["Location"])
-    assert "is scheduled to start at 2026-03-03 10:30 UTC" in page
+    assert "is scheduled to start at 2026-03-03 10:30:00 UTC" in page
     assert "Unschedule" in page and "Pause" in page
 
 
