@@ -7,7 +7,9 @@ accessibility.
   fail under ``SLUICE_REQUIRE_SERVICES=1``.
 - Each test gets a fresh SQLite database copied from the migrated template,
   seeded settings, an administrator and a marketer, a test SMTP relay, a
-  clock the test moves, and the site URL pointing at the served app.
+  clock the test moves, and the site URL pointing at the served app. A
+  module can serve the app on another database with ``served_app`` (the
+  issue's scenario runs on SQLite and PostgreSQL).
 - Every page a test opens is watched: a Content-Security-Policy violation
   (reported by the browser) or a JavaScript error fails the test, and so
   does any ``alert()`` (hostile input that ran).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,13 +136,13 @@ def _serve(app: Flask) -> tuple[BaseWSGIServer, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-def live(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveApp]:
-    """The app on a fresh database, served on a free port (see the module)."""
-    shutil.copyfile(sqlite_template, tmp_path / "sluice.db")
+@contextmanager
+def served_app(database_url: str, tmp_path: Path) -> Iterator[LiveApp]:
+    """The app on ``database_url`` (migrated, no rows), served on a free
+    port, with its settings seeded and the two users (see the module)."""
     clock = FixedClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     with smtp_server() as relay:
-        app = make_test_app(f"sqlite:///{tmp_path / 'sluice.db'}", tmp_path / "instance")
+        app = make_test_app(database_url, tmp_path / "instance")
         app.config["SLUICE_SETTINGS"] = replace(
             app_settings(app), smtp_url=f"smtp://{relay.host}:{relay.port}"
         )
@@ -158,6 +161,14 @@ def live(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveApp]:
             thread.join(timeout=30)
             with app.app_context():
                 db.engine.dispose()
+
+
+@pytest.fixture
+def live(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveApp]:
+    """The app on a fresh SQLite database, served on a free port."""
+    shutil.copyfile(sqlite_template, tmp_path / "sluice.db")
+    with served_app(f"sqlite:///{tmp_path / 'sluice.db'}", tmp_path) as served:
+        yield served
 
 
 @dataclass
