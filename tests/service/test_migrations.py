@@ -122,16 +122,33 @@ TABLES_AFTER_0009 = {
     "bounce_digest_states",
     "contact_import_problems",
 }
-# Columns that later migrations add to older tables: 0013.
-COLUMNS_AFTER_0009 = {("contact_imports", "csv_header"), ("contact_imports", "csv_delimiter")}
+# Columns that later migrations add to older tables: 0013, 0017 (background
+# imports).
+COLUMNS_AFTER_0009 = {("contact_imports", "csv_header"), ("contact_imports", "csv_delimiter")} | {
+    ("contact_imports", column)
+    for column in (
+        "state",
+        "background",
+        "stored_file",
+        "encoding",
+        "file_size",
+        "bytes_done",
+        "records_done",
+        "locked_by",
+        "locked_until",
+        "error",
+    )
+}
 # Indexes that later migrations add to older tables: 0013 (contact search),
-# 0015 (the results page's recipients by keyset, a recipient's log).
+# 0015 (the results page's recipients by keyset, a recipient's log), 0017
+# (pending background imports).
 INDEXES_AFTER_0009 = {
     "ix_contacts_first_name_lower",
     "ix_contacts_last_name_lower",
     "ix_contacts_company_lower",
     "ix_queue_items_mass_email_id_id",
     "ix_campaign_log_queue_item_id",
+    "ix_contact_imports_background_state",
 }
 
 
