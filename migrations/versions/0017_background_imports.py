@@ -50,6 +50,7 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_contact_imports_background_state', table_name='contact_imports')
     with op.batch_alter_table('contact_imports') as batch:
+        batch.drop_constraint(batch.f('ck_contact_imports_importstate'), type_='check')
         for column in (
             'error', 'locked_until', 'locked_by', 'records_done', 'bytes_done', 'file_size',
             'encoding', 'stored_file', 'background', 'state',
