@@ -102,7 +102,10 @@ def upload_size(stream: IO[bytes]) -> int:
 
 
 def megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):,.1f} MB"
+    """A file size as people read it: "512 KB", "4.2 MB", "200 MB"."""
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024)):,} KB" if size else "0 KB"
+    return f"{size / (1024 * 1024):,.1f}".removesuffix(".0") + " MB"
 
 
 # ---------------------------------------------------------------- at upload

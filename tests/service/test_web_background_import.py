@@ -113,7 +113,7 @@ def test_a_big_upload_waits_with_its_progress_then_the_job_imports_it(
     text = text_of(page)
     assert "is imported in the background" in text
     assert "Imports in progress" in text
-    assert "waiting for the runner (0.0 MB)" in text
+    assert "waiting for the runner (2 KB)" in text
     assert "<script>alert(1)</script>" not in page.get_data(as_text=True)
     with site.app_context():
         record = db.session.scalar(select(ContactImport))
@@ -128,7 +128,7 @@ def test_a_big_upload_waits_with_its_progress_then_the_job_imports_it(
             {
                 "id": import_id,
                 "state": "pending",
-                "progress": "waiting for the runner (0.0 MB)",
+                "progress": "waiting for the runner (2 KB)",
                 "done": 0,
                 "total": len(data),
             }

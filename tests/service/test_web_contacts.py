@@ -402,6 +402,14 @@ def test_the_import_page_lists_recent_imports(client: FlaskClient) -> None:
     assert html.escape(HOSTILE) + ".csv" in page
 
 
+def test_update_is_not_chosen_until_the_person_chooses_it(client: FlaskClient) -> None:
+    # Jinja read values.update as the dict's method, always true: the box
+    # came checked, and existing contacts were overwritten unasked.
+    page = client.get("/contacts/import").get_data(as_text=True)
+    assert re.search(r'<input id="update" name="update" type="checkbox"[^>]*>', page)
+    assert not re.search(r'<input id="update"[^>]* checked', page)
+
+
 def test_a_windows_1252_file_is_detected(site: Flask, client: FlaskClient) -> None:
     data = "email;last name\nm@example.com;Müller\n".encode("cp1252")
     page = follow(client, upload(client, data))
