@@ -145,6 +145,14 @@ class Settings:
     system_email_from: str = field(default="", metadata={"parse": _parse_address})
     # The session cookie's Secure flag: "auto" sets it when site_url is https.
     cookie_secure: str = field(default="auto", metadata={"parse": _parse_cookie_secure})
+    # CSV imports in the browser (app.services.background_import): files up
+    # to import_inline_max_kilobytes are imported while the request waits,
+    # bigger ones up to import_max_megabytes are stored under the instance
+    # folder and imported by the runner's contact-import job.
+    import_max_megabytes: int = field(default=200, metadata={"parse": _parse_positive_int})
+    import_inline_max_kilobytes: int = field(
+        default=5 * 1024, metadata={"parse": _parse_positive_int}
+    )
     # Seeds for the runtime settings stored in the database.
     default_max_per_hour: int = field(default=1000, metadata={"parse": _parse_positive_int})
     default_batch_size: int = field(default=100, metadata={"parse": _parse_positive_int})

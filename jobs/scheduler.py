@@ -7,7 +7,8 @@ Rules:
 - **Intervals.** ``activate-due`` and ``dispatch`` run every
   ``tick_interval_seconds`` (a runtime setting); ``bounce-poll`` every
   ``bounce_poll_interval_seconds``; ``bounce-digest`` every hour (each
-  profile's digest is at most daily); housekeeping every
+  profile's digest is at most daily); ``contact-import`` every
+  ``contact_import.INTERVAL_SECONDS``; housekeeping every
   ``HOUSEKEEPING_SECONDS``, which is also the heartbeat. Housekeeping
   applies a changed interval, so an administrator's change reaches every
   runner within that time, without a restart.
@@ -39,7 +40,7 @@ from app.context import app_clock, runner_id
 from app.extensions import current_session
 from app.services import job_runs
 from app.services.runtime_settings import RuntimeSettings, get_runtime_settings
-from jobs import activate_due, bounce_digest, bounce_poll, dispatch, housekeeping
+from jobs import activate_due, bounce_digest, bounce_poll, contact_import, dispatch, housekeeping
 from jobs.recording import JobContext, Work, run_recorded
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,12 @@ JOBS: tuple[JobSpec, ...] = (
         bounce_digest.run,
         "send the points of contact their daily bounce digest",
         lambda runtime: bounce_digest.INTERVAL_SECONDS,
+    ),
+    JobSpec(
+        contact_import.JOB_ID,
+        contact_import.run,
+        "import the big CSV files uploaded in the browser",
+        lambda runtime: contact_import.INTERVAL_SECONDS,
     ),
 )
 JOB_IDS = tuple(spec.id for spec in JOBS)

@@ -54,15 +54,19 @@ def service_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def make_test_app(database_url: str, instance_path: Path) -> Flask:
+def make_test_app(database_url: str, instance_path: Path, **overrides: Any) -> Flask:
+    """A test app; ``overrides`` are boot settings (small import limits …)."""
     settings = load_settings(
         environ={},
-        database_url=database_url,
-        instance_path=str(instance_path),
-        secret_key=TEST_SECRET_KEY,
-        bounce_address="bounces@bounce.example.com",
-        default_company_name="Example Corp",
-        default_postal_address="1 Example Street, Springfield",
+        **{
+            "database_url": database_url,
+            "instance_path": str(instance_path),
+            "secret_key": TEST_SECRET_KEY,
+            "bounce_address": "bounces@bounce.example.com",
+            "default_company_name": "Example Corp",
+            "default_postal_address": "1 Example Street, Springfield",
+            **overrides,
+        },
     )
     return create_app(settings)
 

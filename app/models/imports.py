@@ -6,11 +6,23 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime
 from app.models.contacts import AUDIENCE_TYPE_MAX_LENGTH, EMAIL_MAX_LENGTH, str_enum
+from app.models.queue import RUNNER_ID_MAX_LENGTH
+
+
+class ImportState(enum.StrEnum):
+    """Where an import is. In-request and command-line imports are
+    ``running`` until they finish; a background import starts ``pending``
+    (its file stored, waiting for the runner's ``contact-import`` job)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # a background import that stopped; ``error`` says why
 
 
 class ContactImport(Base):
@@ -18,9 +30,13 @@ class ContactImport(Base):
 
     The counts are written with every committed batch, so an import that
     stopped midway (``finished_at`` still empty) shows how far it got.
+    A background import (``background``, migration 0018) also records its
+    stored file, its progress through it (``records_done`` is where a
+    resumed run goes on) and the lease of the runner importing it.
     """
 
     __tablename__ = "contact_imports"
+    __table_args__ = (Index("ix_contact_imports_background_state", "background", "state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_name: Mapped[str] = mapped_column(String(500), default="")
@@ -44,6 +60,28 @@ class ContactImport(Base):
     # import started in the browser (migration 0013; None for others).
     csv_header: Mapped[list[str] | None] = mapped_column(JSON)
     csv_delimiter: Mapped[str] = mapped_column(String(1), default=",", server_default=",")
+    # Background imports (migration 0018; app.services.background_import).
+    state: Mapped[ImportState] = mapped_column(
+        str_enum(ImportState, 10), default=ImportState.DONE, server_default="done"
+    )
+    background: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The file's name in the instance's imports folder (never the user's
+    # file name); "" once deleted, when the import ended.
+    stored_file: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    # As chosen ("detect" while pending), then the codec the file is read with.
+    encoding: Mapped[str] = mapped_column(String(50), default="", server_default="")
+    file_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Records (rows after the header, blank ones too) read and committed.
+    records_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_by: Mapped[str | None] = mapped_column(String(RUNNER_ID_MAX_LENGTH))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+    @property
+    def in_progress(self) -> bool:
+        """A background import still waiting or being imported."""
+        return self.background and self.state in (ImportState.PENDING, ImportState.RUNNING)
 
 
 class ContactImportAddress(Base):

@@ -28,7 +28,10 @@ the new contacts, update the changed ones, add all to the list), committed
 per batch so a crash keeps what was done. The addresses already met are kept
 in ``contact_import_addresses``, not in memory, so memory stays flat whatever
 the size of the file. Each import is recorded in ``contact_imports`` with its
-counts.
+counts and, with every batch, the records read so far (``records_done``):
+``continue_import`` on a stopped import skips those records and goes on with
+the same counts and address log, so every row is still counted exactly once
+(the background imports resume so: ``app.services.background_import``).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from sqlalchemy.types import TypeEngine
 from app.clock import Clock
 from app.models import Contact, TargetList, TargetListMember
 from app.models.base import UTCDateTime
-from app.models.imports import ContactImport, ContactImportAddress
+from app.models.imports import ContactImport, ContactImportAddress, ImportState
 from app.services.addresses import InvalidAddress
 from app.services.bulk_sql import insert_ignoring_conflicts, rows_as_table
 from app.services.contact_csv import (
@@ -89,6 +92,10 @@ class ImportSummary:
     warnings: int = 0
     blank_rows: int = 0
     ignored_columns: tuple[str, ...] = ()
+    # Records read after the header (blank ones too) and bytes read, as of
+    # the last batch: a resumed import skips that many records.
+    records_read: int = 0
+    bytes_read: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,7 @@ def _stored_values(custom_fields: Any, *names: str) -> _Values:
     return _Values(first_name, last_name, company, audience_type, custom)
 
 
-def _get_or_create_list(session: Session, list_name: str, clock: Clock) -> TargetList:
+def get_or_create_list(session: Session, list_name: str, clock: Clock) -> TargetList:
     target_list = session.scalar(select(TargetList).where(TargetList.name == list_name))
     if target_list is None:
         now = clock.now()
@@ -203,6 +210,7 @@ class _BatchWriter:
         update: bool,
         default_type: str,
         clock: Clock,
+        before_commit: Callable[[], None] | None,
     ) -> None:
         self.session = session
         self.import_id = record.id
@@ -211,6 +219,7 @@ class _BatchWriter:
         self.update = update
         self.default_type = default_type
         self.clock = clock
+        self.before_commit = before_commit
 
     def apply(self, rows: Sequence[ContactRow]) -> None:
         keys = list(dict.fromkeys(row.key for row in rows))
@@ -231,6 +240,13 @@ class _BatchWriter:
             delete(ContactImportAddress).where(ContactImportAddress.import_id == self.import_id)
         )
         self._save_counts(finished=True)
+        self._commit()
+
+    def _commit(self) -> None:
+        """Commit the batch with what the caller keeps beside it (the
+        report's rows, a lease): both or neither."""
+        if self.before_commit is not None:
+            self.before_commit()
         self.session.commit()
 
     # -- planning
@@ -325,7 +341,7 @@ class _BatchWriter:
         self._remember(plans)
         self._add_to_list(plans, now)
         self._save_counts(finished=False)
-        self.session.commit()
+        self._commit()
 
     def _insert_contacts(self, plans: list[_Plan], now: datetime) -> None:
         inserted = _insert_new_contacts(self.session, plans, now)
@@ -417,9 +433,12 @@ class _BatchWriter:
             "rows_merged": summary.merged,
             "rows_rejected": summary.rejected,
             "warning_count": summary.warnings,
+            "records_done": summary.records_read,
+            "bytes_done": summary.bytes_read,
         }
         if finished:
             values["finished_at"] = self.clock.now()
+            values["state"] = ImportState.DONE
         self.session.execute(
             update(ContactImport).where(ContactImport.id == self.import_id).values(**values),
             execution_options={"synchronize_session": False},
@@ -456,13 +475,10 @@ def import_contacts(
     ``ContactError`` for a bad ``list_name`` or ``default_type`` (both before
     anything is written). ``LookupError`` for an unknown ``encoding``.
     """
-    list_name = clean_name("list name", list_name)
-    if not list_name:
-        raise ContactError("list name: must not be empty")
-    default_type = clean_audience_type(default_type) if default_type else ""
+    list_name, default_type = check_import_options(list_name, default_type)
     codecs.lookup(encoding)
     csv_file = ContactCsvFile(source, encoding)
-    record = _start_import(
+    record = start_import(
         session,
         clock,
         source_name=source_name,
@@ -470,11 +486,58 @@ def import_contacts(
         update=update,
         default_type=default_type,
     )
-    summary = ImportSummary(
-        list_name=list_name, import_id=record.id, ignored_columns=csv_file.layout.ignored_columns
+    return continue_import(
+        session,
+        record,
+        csv_file,
+        clock=clock,
+        own_addresses=own_addresses,
+        on_rejected=on_rejected,
+        on_warning=on_warning,
+        on_progress=on_progress,
+        batch_size=batch_size,
     )
+
+
+def check_import_options(list_name: str, default_type: str | None) -> tuple[str, str]:
+    """The list name and default type cleaned; ``ContactError`` when bad."""
+    list_name = clean_name("list name", list_name)
+    if not list_name:
+        raise ContactError("list name: must not be empty")
+    return list_name, clean_audience_type(default_type) if default_type else ""
+
+
+def continue_import(
+    session: Session,
+    record: ContactImport,
+    csv_file: ContactCsvFile,
+    *,
+    clock: Clock,
+    own_addresses: frozenset[str],
+    on_rejected: Callable[[RejectedRow], None],
+    on_warning: Callable[[RowWarning], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    before_commit: Callable[[], None] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    resumable: bool = False,
+) -> ImportSummary:
+    """Import the records of ``csv_file`` after the ``record.records_done``
+    already committed, into the import's list, counting on from its counts.
+
+    ``before_commit`` is called before each batch's commit (and the last),
+    for what must be committed with it. On an ``Exception`` the address log
+    is forgotten (the import cannot go on); a ``resumable`` import keeps it
+    when stopped otherwise (the process told to stop), so it can resume.
+    """
+    summary = _summary_of(record, csv_file)
     writer = _BatchWriter(
-        session, record, summary, update=update, default_type=default_type, clock=clock
+        session,
+        record,
+        summary,
+        update=record.update_existing,
+        default_type=record.default_type,
+        clock=clock,
+        before_commit=before_commit,
     )
     try:
         for batch in _valid_row_batches(
@@ -488,17 +551,41 @@ def import_contacts(
             writer.apply(batch)
             if on_progress is not None:
                 on_progress(csv_file.bytes_read)
+        summary.bytes_read = csv_file.bytes_read
         writer.finish()
-    except BaseException:
+    except Exception:
         session.rollback()
         _forget_addresses(session, summary.import_id)
+        raise
+    except BaseException:
+        session.rollback()
+        if not resumable:
+            _forget_addresses(session, summary.import_id)
         raise
     if on_progress is not None:
         on_progress(csv_file.bytes_read)
     return summary
 
 
-def _start_import(
+def _summary_of(record: ContactImport, csv_file: ContactCsvFile) -> ImportSummary:
+    """The summary as the import's record has it (zeros for a new import)."""
+    return ImportSummary(
+        list_name=record.list_name,
+        import_id=record.id,
+        rows=record.rows_total,
+        created=record.rows_created,
+        updated=record.rows_updated,
+        unchanged=record.rows_unchanged,
+        merged=record.rows_merged,
+        rejected=record.rows_rejected,
+        warnings=record.warning_count,
+        ignored_columns=csv_file.layout.ignored_columns,
+        records_read=record.records_done,
+        bytes_read=record.bytes_done,
+    )
+
+
+def start_import(
     session: Session,
     clock: Clock,
     *,
@@ -510,11 +597,12 @@ def _start_import(
     """Create the target list if needed and record the import (committed)."""
     record = ContactImport(
         file_name=source_name[:500],
-        target_list_id=_get_or_create_list(session, list_name, clock).id,
+        target_list_id=get_or_create_list(session, list_name, clock).id,
         list_name=list_name,
         update_existing=update,
         default_type=default_type,
         started_at=clock.now(),
+        state=ImportState.RUNNING,
     )
     session.add(record)
     session.commit()
@@ -530,10 +618,20 @@ def _valid_row_batches(
     on_rejected: Callable[[RejectedRow], None],
     on_warning: Callable[[RowWarning], None] | None,
 ) -> Iterator[list[ContactRow]]:
-    """Batches of valid rows; rejected rows and warnings are reported as met."""
+    """Batches of valid rows; rejected rows and warnings are reported as met.
+
+    The first ``summary.records_read`` records were imported by an earlier
+    run: they are read past (that costs no database work) and not counted
+    again. ``summary.records_read`` and ``bytes_read`` are up to date
+    whenever a batch is handed out.
+    """
     layout = csv_file.layout
     batch: list[ContactRow] = []
-    for record in csv_file.records():
+    already_read = summary.records_read
+    for index, record in enumerate(csv_file.records()):
+        if index < already_read:
+            continue
+        summary.records_read = index + 1
         if record.is_blank:
             summary.blank_rows += 1
             continue
@@ -550,9 +648,11 @@ def _valid_row_batches(
                 on_warning(RowWarning(record.position, row.email, message))
         batch.append(row)
         if len(batch) >= batch_size:
+            summary.bytes_read = csv_file.bytes_read
             yield batch
             batch = []
     if batch:
+        summary.bytes_read = csv_file.bytes_read
         yield batch
 
 

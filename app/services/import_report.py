@@ -4,17 +4,20 @@ line), and the report kept for the page and the rejected-rows download.
 
 Rules:
 
-- **Size:** an upload is imported while the request waits, so it is at most
-  ``UPLOAD_MAX_BYTES`` (5 MiB, some 50,000 rows, a few seconds); a bigger
-  file goes through ``sluice contacts import`` (which streams any size with
-  a progress bar). The page says so.
+- **Size:** ``run_import`` imports an upload while the request waits, so it
+  is at most the in-request limit (``import_inline_max_kilobytes``, 5 MiB
+  by default: some 50,000 rows, a few seconds); bigger ones are imported in
+  the background (``app.services.background_import``), with the same rules
+  and the same report.
 - **Encoding:** "detect" reads the bytes: a UTF-16 byte-order mark means
   UTF-16; bytes that are valid UTF-8 (with or without a BOM) mean UTF-8;
   anything else is taken as Windows-1252 (what Excel writes on Western
   systems), or Latin-1 when not even that decodes. The person can also name
   the encoding. A row whose bytes do not decode is rejected with the byte
   and the column, as on the command line.
-- **Report:** every rejected row (its number, the field when the reason
+- **Report:** written with the batch it belongs to (``ProblemRecorder``),
+  so a stopped import's report holds exactly the rows it counted. Every
+  rejected row (its number, the field when the reason
   names one, the message, and its cells as read) and every warning (a typo
   suggestion, one of the company's own addresses) is stored in
   ``contact_import_problems`` with the import; the file's header and
@@ -30,24 +33,30 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.models.imports import ContactImport, ContactImportProblem, ImportProblemKind
 from app.services.contact_csv import (
     REJECTED_FILE_COLUMNS,
+    ContactCsvFile,
     CsvLayout,
     RejectedRow,
     RejectedRowsWriter,
     RowPosition,
     RowWarning,
 )
-from app.services.contact_import import ImportSummary, import_contacts
+from app.services.contact_import import (
+    ImportSummary,
+    check_import_options,
+    continue_import,
+    start_import,
+)
 
 UPLOAD_MAX_BYTES: Final = 5 * 1024 * 1024
 DETECT: Final = "detect"
@@ -82,19 +91,32 @@ class UploadError(ValueError):
 
 def detect_encoding(data: bytes) -> str:
     """The codec to read ``data`` with (see the module's rules)."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        return "utf-8-sig"
-    try:
-        data.decode("cp1252")
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "cp1252"
+    return detect_stream_encoding([data])
+
+
+def detect_stream_encoding(chunks: Iterable[bytes], *, complete: bool = True) -> str:
+    """The codec to read the bytes of ``chunks`` with, in one pass and
+    without holding them (see the module's rules). ``complete=False``: the
+    chunks are only the file's start, which may end inside a character."""
+    candidates = {name: codecs.getincrementaldecoder(name)() for name in ("utf-8-sig", "cp1252")}
+    first = True
+    for chunk in chunks:
+        if first and chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        first = first and not chunk
+        for name, decoder in list(candidates.items()):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                del candidates[name]
+        if not candidates:
+            return "latin-1"
+    for name, decoder in list(candidates.items()):
+        try:
+            decoder.decode(b"", final=complete)
+        except UnicodeDecodeError:  # a UTF-8 sequence cut off at the end
+            del candidates[name]
+    return next(iter(candidates), "latin-1")
 
 
 def encoding_label(encoding: str) -> str:
@@ -135,9 +157,36 @@ def problem_message(problem: ContactImportProblem) -> str:
 
 
 @dataclass
-class _Collected:
+class ProblemRecorder:
+    """An import's rejected rows and warnings, kept as they are met and
+    written by ``flush`` just before the batch they belong to is committed
+    (``continue_import``'s ``before_commit``)."""
+
+    session: Session
+    import_id: int
     rejected: list[RejectedRow] = field(default_factory=list)
     warnings: list[RowWarning] = field(default_factory=list)
+    _layout_stored: bool = False
+
+    def flush(self) -> None:
+        if self.rejected and not self._layout_stored:
+            layout = self.rejected[0].layout
+            self.session.execute(
+                update(ContactImport)
+                .where(ContactImport.id == self.import_id)
+                .values(
+                    csv_header=[_storable(name) for name in layout.header],
+                    csv_delimiter=layout.delimiter,
+                ),
+                execution_options={"synchronize_session": False},
+            )
+            self._layout_stored = True
+        rows = [_rejected_row(self.import_id, rejected) for rejected in self.rejected]
+        rows += [_warning_row(self.import_id, warning) for warning in self.warnings]
+        if rows:
+            self.session.execute(insert(ContactImportProblem), rows)
+        self.rejected.clear()
+        self.warnings.clear()
 
 
 @dataclass(frozen=True)
@@ -157,56 +206,76 @@ def run_import(
     encoding: str,
     clock: Clock,
     own_addresses: frozenset[str],
+    max_bytes: int = UPLOAD_MAX_BYTES,
 ) -> WebImport:
-    """Import the uploaded ``data`` and store its report (committed).
+    """Import the uploaded ``data`` while the request waits and store its
+    report (committed with each batch).
 
-    Raises ``UploadError`` for an upload that is too big, empty or has an
-    unknown encoding, and what ``import_contacts`` raises
-    (``ImportFileError``, ``ContactError``) for a file or list name that
-    cannot be imported; nothing is imported then.
+    Raises ``UploadError`` for an upload over ``max_bytes``, empty, binary
+    or with an unknown encoding, and ``ImportFileError`` or ``ContactError``
+    for a file or list name that cannot be imported; nothing is imported
+    then.
     """
-    if len(data) > UPLOAD_MAX_BYTES:
+    if len(data) > max_bytes:
         raise UploadError(
             "file",
-            f"the file is {len(data):,} bytes; the browser imports files up to "
-            f"{UPLOAD_MAX_BYTES // (1024 * 1024)} MB. Import bigger files with the "
-            "command line: sluice contacts import FILE.csv --list NAME",
+            f"the file is {len(data):,} bytes; this page imports files up to "
+            f"{max_bytes:,} bytes while it waits",
         )
-    if not data:
-        raise UploadError("file", "the file is empty: choose a CSV file with a header row")
+    check_upload_start(data[:SNIFF_BYTES], len(data))
     if encoding not in ENCODING_VALUES:
         raise UploadError("encoding", "choose one of the encodings offered")
     chosen = detect_encoding(data) if encoding == DETECT else encoding
-    collected = _Collected()
-    summary = import_contacts(
+    list_name, default_type_name = check_import_options(list_name, default_type)
+    csv_file = ContactCsvFile(io.BytesIO(data), chosen)
+    record = start_import(
         session,
-        io.BytesIO(data),
+        clock,
+        source_name=file_name,
         list_name=list_name,
         update=update,
-        default_type=default_type,
+        default_type=default_type_name,
+    )
+    record.encoding = chosen
+    recorder = ProblemRecorder(session, record.id)
+    summary = continue_import(
+        session,
+        record,
+        csv_file,
         clock=clock,
         own_addresses=own_addresses,
-        on_rejected=collected.rejected.append,
-        on_warning=collected.warnings.append,
-        encoding=chosen,
-        source_name=file_name,
+        on_rejected=recorder.rejected.append,
+        on_warning=recorder.warnings.append,
+        before_commit=recorder.flush,
     )
-    _store_report(session, summary.import_id, collected)
-    session.commit()
     return WebImport(summary, chosen)
 
 
-def _store_report(session: Session, import_id: int, collected: _Collected) -> None:
-    record = session.get(ContactImport, import_id)
-    assert record is not None  # import_contacts committed it
-    if collected.rejected:
-        layout = collected.rejected[0].layout
-        record.csv_header = [_storable(name) for name in layout.header]
-        record.csv_delimiter = layout.delimiter
-    rows = [_rejected_row(import_id, rejected) for rejected in collected.rejected]
-    rows += [_warning_row(import_id, warning) for warning in collected.warnings]
-    if rows:
-        session.execute(insert(ContactImportProblem), rows)
+# Binary files a marketer may pick by mistake, by their first bytes.
+_BINARY_SIGNATURES: Final = (
+    (b"PK\x03\x04", "a ZIP archive or an Excel workbook (.xlsx): save it as CSV first"),
+    (b"\xd0\xcf\x11\xe0", "an older Excel workbook (.xls): save it as CSV first"),
+    (b"%PDF", "a PDF document, not a CSV file"),
+    (b"\x1f\x8b", "a gzip archive: unpack it first"),
+)
+SNIFF_BYTES: Final = 64 * 1024
+
+
+def check_upload_start(start: bytes, size: int) -> None:
+    """Raise ``UploadError`` for an upload that is empty, or whose first
+    bytes (``start``) show a binary file rather than text."""
+    if size == 0 or not start:
+        raise UploadError("file", "the file is empty: choose a CSV file with a header row")
+    for signature, what in _BINARY_SIGNATURES:
+        if start.startswith(signature):
+            raise UploadError("file", f"this file is {what}")
+    utf16 = start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if not utf16 and b"\x00" in start:
+        raise UploadError(
+            "file",
+            "this file holds binary data (NUL bytes), not text: save it as CSV "
+            "(UTF-8, or UTF-16 with its byte-order mark) and upload that",
+        )
 
 
 def _rejected_row(import_id: int, rejected: RejectedRow) -> dict[str, object]:
@@ -301,6 +370,24 @@ def _rejected_rows(session: Session, record: ContactImport) -> Iterable[Rejected
     )
     for row, message, cells in session.execute(query):
         yield RejectedRow(RowPosition(row, row, row), message, tuple(cells or ()), layout)
+
+
+def rejected_rows_csv(
+    session: Session, record: ContactImport, chunk_size: int = 64 * 1024
+) -> Iterator[bytes]:
+    """The rejected-rows file as UTF-8 with a byte-order mark (spreadsheet
+    programs then read it as UTF-8), in chunks: memory stays flat however
+    many rows a big import rejected."""
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = RejectedRowsWriter(buffer)
+    for rejected in _rejected_rows(session, record):
+        writer.write(rejected)
+        if buffer.tell() >= chunk_size:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")
 
 
 def write_rejected_rows(session: Session, record: ContactImport, out: TextIO) -> int:

@@ -15,6 +15,7 @@ CSRF protection and security headers (``security``), log-in and roles
 
 from flask import Flask
 
+from app import app_settings
 from app.web.access import init_access
 from app.web.admin import admin
 from app.web.campaigns import campaigns
@@ -29,7 +30,10 @@ from app.web.security import init_security
 from app.web.suppression import suppression
 from app.web.templates_ui import email_templates
 from app.web.ui import ui
+from app.web.uploads import LARGE_UPLOAD_CONFIG_KEY, SluiceRequest
 from app.web.webhooks import webhooks
+
+MEGABYTE = 1024 * 1024
 
 
 def init_web(app: Flask, *, secure_cookies: bool) -> None:
@@ -38,6 +42,11 @@ def init_web(app: Flask, *, secure_cookies: bool) -> None:
     # webhooks set lower limits of their own).
     if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default: no limit
         app.config["MAX_CONTENT_LENGTH"] = REQUEST_MAX_BYTES
+    # The contacts import takes files up to its own maximum (app/web/uploads.py).
+    app.request_class = SluiceRequest
+    app.config.setdefault(
+        LARGE_UPLOAD_CONFIG_KEY, app_settings(app).import_max_megabytes * MEGABYTE + MEGABYTE
+    )
     init_security(app)
     init_access(app, secure_cookies)
     init_navigation(app)

@@ -7,7 +7,6 @@ with its report. Views are thin: the rules are in
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Any
 
@@ -17,13 +16,15 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
+    stream_with_context,
     url_for,
 )
 from flask_login import current_user
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -34,6 +35,17 @@ from app.models import Contact, EmailStatus
 from app.models.imports import ImportProblemKind
 from app.services import suppression
 from app.services.addresses import InvalidAddress, own_sending_addresses
+from app.services.background_import import (
+    COMMAND_LINE_HINT,
+    ImportRequest,
+    active_imports,
+    describe_progress,
+    imports_folder,
+    megabytes,
+    progress_percent,
+    queue_import,
+    upload_size,
+)
 from app.services.contact_csv import ImportFileError
 from app.services.contact_fields import (
     CustomFieldChanges,
@@ -72,9 +84,9 @@ from app.services.import_report import (
     problem_message,
     problems_page,
     recent_imports,
+    rejected_rows_csv,
     run_import,
     web_message,
-    write_rejected_rows,
 )
 from app.services.target_lists import (
     add_members,
@@ -83,12 +95,15 @@ from app.services.target_lists import (
     target_list_by_id,
 )
 from app.web.access import web_user
+from app.web.uploads import LARGE_UPLOAD_CONFIG_KEY
 
 contacts = Blueprint("contacts", __name__, url_prefix="/contacts")
 
-# Every request body of the app is at most this (``init_web`` sets it): an
-# upload of UPLOAD_MAX_BYTES plus the form's other fields.
+# Every request body of the app is at most this (``init_web`` sets it), but
+# the import's, which has its own (``app.web.uploads``).
 REQUEST_MAX_BYTES = UPLOAD_MAX_BYTES + 1024 * 1024
+# How often import.js reads the progress of the background imports.
+LIVE_INTERVAL_SECONDS = 3
 STATUS_CHOICES = (("", "Any"), ("valid", "Valid"), ("invalid", "Invalid"))
 OPT_CHOICES = (("", "Any"), ("in", "Opted in"), ("out", "Opted out"))
 FIELD_LABELS = {
@@ -499,6 +514,14 @@ def remove_from_list(contact_id: int, list_id: int) -> BaseResponse:
 # ------------------------------------------------------------------ CSV import
 
 
+def _inline_max_bytes() -> int:
+    return app_settings(current_app).import_inline_max_kilobytes * 1024
+
+
+def _import_max_bytes() -> int:
+    return app_settings(current_app).import_max_megabytes * 1024 * 1024
+
+
 def _render_import(
     values: dict[str, Any], errors: dict[str, str], status: int = 200
 ) -> tuple[str, int]:
@@ -510,7 +533,12 @@ def _render_import(
         encodings=ENCODING_CHOICES,
         lists=list_choices(store),
         imports=recent_imports(store),
-        max_megabytes=UPLOAD_MAX_BYTES // (1024 * 1024),
+        active=active_imports(store),
+        progress_of=describe_progress,
+        percent_of=progress_percent,
+        inline_size=megabytes(_inline_max_bytes()),
+        max_size=megabytes(_import_max_bytes()),
+        live_interval=LIVE_INTERVAL_SECONDS,
     )
     return html, status
 
@@ -521,17 +549,18 @@ IMPORT_LABELS = {
     "default_type": "Type for rows without one",
     "encoding": "Encoding",
 }
+_NO_VALUES = {"list_name": "", "default_type": "", "encoding": DETECT, "update": False}
 
 
 @contacts.get("/import")
 def import_form() -> tuple[str, int]:
-    return _render_import(
-        {"list_name": "", "default_type": "", "encoding": DETECT, "update": False}, {}
-    )
+    return _render_import(dict(_NO_VALUES), {})
 
 
 @contacts.post("/import")
 def import_upload() -> BaseResponse | tuple[str, int]:
+    """Small files are imported while the request waits (their report at
+    once); bigger ones are stored for the runner's contact-import job."""
     list_name = request.form.get("list_name", "")[:1000]
     default_type = request.form.get("default_type", "")[:1000]
     encoding = request.form.get("encoding", DETECT)[:50]
@@ -552,20 +581,14 @@ def import_upload() -> BaseResponse | tuple[str, int]:
         flash("Nothing was imported: see the fields marked below.", "error")
         return _render_import(values, errors, 400)
     assert upload is not None
-    data = upload.stream.read(UPLOAD_MAX_BYTES + 1)
+    choices = ImportRequest(
+        upload.filename or "", list_name, update, default_type or None, encoding
+    )
     store = _store()
     try:
-        done = run_import(
-            store,
-            data,
-            file_name=upload.filename or "",
-            list_name=list_name,
-            update=update,
-            default_type=default_type or None,
-            encoding=encoding,
-            clock=app_clock(current_app),
-            own_addresses=_own_addresses(),
-        )
+        if upload_size(upload.stream) > _inline_max_bytes():
+            return _queue_upload(upload, choices)
+        return _import_now(upload, choices)
     except UploadError as error:
         errors[error.field] = str(error)
     except ImportFileError as error:
@@ -574,10 +597,24 @@ def import_upload() -> BaseResponse | tuple[str, int]:
         head = str(error).split(":", 1)[0]
         field = "list_name" if head == "list name" else "default_type"
         errors[field] = str(error).split(":", 1)[-1].strip()
-    if errors:
-        store.rollback()
-        flash("Nothing was imported: see the fields marked below.", "error")
-        return _render_import(values, errors, 400)
+    store.rollback()
+    flash("Nothing was imported: see the fields marked below.", "error")
+    return _render_import(values, errors, 400)
+
+
+def _import_now(upload: FileStorage, choices: ImportRequest) -> BaseResponse:
+    done = run_import(
+        _store(),
+        upload.stream.read(_inline_max_bytes() + 1),
+        file_name=choices.file_name,
+        list_name=choices.list_name,
+        update=choices.update,
+        default_type=choices.default_type,
+        encoding=choices.encoding,
+        clock=app_clock(current_app),
+        own_addresses=_own_addresses(),
+        max_bytes=_inline_max_bytes(),
+    )
     summary = done.summary
     flash(
         f"Imported {summary.rows:,} row(s) into list {summary.list_name}: "
@@ -591,20 +628,55 @@ def import_upload() -> BaseResponse | tuple[str, int]:
     )
 
 
+def _queue_upload(upload: FileStorage, choices: ImportRequest) -> BaseResponse:
+    record = queue_import(
+        _store(),
+        upload.stream,
+        choices,
+        folder=imports_folder(current_app.instance_path),
+        max_bytes=_import_max_bytes(),
+        clock=app_clock(current_app),
+    )
+    flash(
+        f"{record.file_name} ({megabytes(record.file_size)}) is imported in the background: "
+        "its progress is shown below, and its report once it is done.",
+        "success",
+    )
+    return redirect(url_for("contacts.import_form"))
+
+
 @contacts.errorhandler(RequestEntityTooLarge)
 def _too_large(error: RequestEntityTooLarge) -> tuple[str, int]:
     # Raised while the CSRF check reads the form, before the log-in check:
     # only a logged-in user sees the page (with the lists and imports).
     if not current_user.is_authenticated:
         return "The request is too large.", 413
+    limit = int(current_app.config[LARGE_UPLOAD_CONFIG_KEY]) - 1024 * 1024
     message = (
-        f"the upload is larger than {REQUEST_MAX_BYTES // (1024 * 1024)} MB. The browser imports "
-        f"files up to {UPLOAD_MAX_BYTES // (1024 * 1024)} MB; import bigger files with the "
-        "command line: sluice contacts import FILE.csv --list NAME"
+        f"the upload is larger than {megabytes(limit)}, the most the browser imports; "
+        + COMMAND_LINE_HINT
     )
     flash("Nothing was imported: the file is too large.", "error")
-    values = {"list_name": "", "default_type": "", "encoding": DETECT, "update": False}
-    return _render_import(values, {"file": message}, 413)
+    return _render_import(dict(_NO_VALUES), {"file": message}, 413)
+
+
+@contacts.get("/imports/live")
+def imports_live() -> BaseResponse:
+    """The background imports waiting or running, for import.js."""
+    return jsonify(
+        {
+            "imports": [
+                {
+                    "id": record.id,
+                    "state": record.state.value,
+                    "progress": describe_progress(record),
+                    "done": record.bytes_done,
+                    "total": record.file_size,
+                }
+                for record in active_imports(_store())
+            ]
+        }
+    )
 
 
 @contacts.get("/imports/<int:import_id>")
@@ -620,14 +692,17 @@ def import_report(import_id: int) -> str:
     warnings = problems_page(
         store, import_id, ImportProblemKind.WARNING, after=request.args.get("wafter", type=int)
     )
-    encoding = request.args.get("encoding", "")
+    encoding = record.encoding if record.background else request.args.get("encoding", "")
     return render_template(
         "ui/contacts/import_report.html",
         record=record,
         rejected=rejected,
         warnings=warnings,
         message_of=problem_message,
-        encoding=encoding_label(encoding) if encoding else "",
+        encoding=encoding_label(encoding) if encoding and encoding != DETECT else "",
+        progress_of=describe_progress,
+        percent_of=progress_percent,
+        live_interval=LIVE_INTERVAL_SECONDS,
     )
 
 
@@ -639,13 +714,10 @@ def rejected_csv(import_id: int) -> Response:
     except LookupError:
         abort(404)
 
-    # At most the upload's size (UPLOAD_MAX_BYTES), so built in memory.
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # spreadsheet programs then read it as UTF-8
-    write_rejected_rows(store, record, buffer)
     name = f"import-{import_id}.rejected.csv"
+    # Streamed: a background import's rejected rows may be many megabytes.
     return Response(
-        buffer.getvalue().encode("utf-8"),
+        stream_with_context(rejected_rows_csv(store, record)),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -6,16 +6,22 @@ hostile names shown as text, accessibility (axe-core) and screenshots at
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import func, select
 
+from app import app_settings
 from app.extensions import db
-from app.models import CampaignLogEntry, CampaignLogEvent, SuppressionReason
+from app.models import CampaignLogEntry, CampaignLogEvent, Contact, SuppressionReason
 from app.services import suppression
 from app.services.target_lists import create_target_list
+from jobs import contact_import
+from jobs.recording import run_recorded
+from jobs.scheduler import JobRunner
 from tests.browser_harness import (
     DESKTOP,
     MARKETER_EMAIL,
@@ -110,6 +116,49 @@ def test_a_marketer_imports_a_csv_with_bad_rows_and_builds_a_list(
     expect(page.locator("#last_name-error")).to_have_text("Error: at most 200 characters")
     page.get_by_role("button", name="Delete contact").click()
     expect(status(page)).to_contain_text("Contact cid@example.com deleted.")
+
+
+def test_a_file_over_the_in_request_limit_is_imported_in_the_background(
+    page: Any, live: LiveApp, tmp_path: Path
+) -> None:
+    # The in-request limit lowered to 1 KB, so a small file is "big".
+    live.app.config["SLUICE_SETTINGS"] = replace(
+        app_settings(live.app), import_inline_max_kilobytes=1
+    )
+    rows = "".join(f"person{n}@example.com,Person,{n}\n" for n in range(40))
+    csv_file = tmp_path / "big.csv"
+    csv_file.write_text("email,first name,last name\nnot an address,Bad,Row\n" + rows)
+    assert csv_file.stat().st_size > 1024
+
+    log_in(page, MARKETER_EMAIL)
+    page.goto("/contacts/import")
+    page.get_by_label("CSV file", exact=True).set_input_files(str(csv_file))
+    page.get_by_label("Target list").fill("Big list")
+    page.get_by_role("button", name="Import").click()
+
+    expect(status(page)).to_contain_text("big.csv (1 KB) is imported in the background")
+    in_progress = page.get_by_role("region", name="Imports waiting or running, oldest first")
+    expect(in_progress).to_contain_text("big.csv")
+    expect(in_progress).to_contain_text("waiting for the runner")
+    assert serious_accessibility_violations(page) == []
+    screenshot(page, "contacts-import-pending-desktop")
+
+    # The runner's job imports it; the page, polling, reloads by itself.
+    runner = JobRunner(live.app, runner="browser-test-runner")
+    runner.start(paused=True)
+    try:
+        run_recorded(runner.context, contact_import.JOB_ID, contact_import.run)
+    finally:
+        runner.stop()
+    expect(page.get_by_role("heading", name="Imports in progress")).to_have_count(0, timeout=15_000)
+    page.get_by_role("link", name="big.csv").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Import of big.csv")
+    expect(page.get_by_text("did not finish")).to_have_count(0)
+    rejected = page.get_by_role("region", name="Rows that were not imported, in file order")
+    expect(rejected).to_contain_text("row 2")
+    expect(page.get_by_role("link", name="Download the rejected rows (CSV)")).to_be_visible()
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Contact)) == 40
 
 
 def test_the_suppression_list_flow(page: Any) -> None:

@@ -154,11 +154,19 @@ def test_every_job_is_scheduled_under_its_stable_id_one_at_a_time(
 ) -> None:
     jobs = {job.id: job for job in runner.scheduler.get_jobs()}
     assert tuple(jobs) == JOB_IDS
-    assert JOB_IDS == ("activate-due", "dispatch", "housekeeping", "bounce-poll", "bounce-digest")
+    assert JOB_IDS == (
+        "activate-due",
+        "dispatch",
+        "housekeeping",
+        "bounce-poll",
+        "bounce-digest",
+        "contact-import",
+    )
     intervals = {
         "housekeeping": HOUSEKEEPING_SECONDS,
         "bounce-poll": runtime.bounce_poll_interval_seconds,
         "bounce-digest": 3600,
+        "contact-import": 10,
     }
     for job_id, job in jobs.items():
         seconds = intervals.get(job_id, runtime.tick_interval_seconds)

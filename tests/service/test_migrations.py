@@ -135,14 +135,32 @@ COLUMNS_AFTER_0009 = {
     ("mass_emails", "snapshot_open_tracking"),
     ("users", "time_zone"),
 }
+# Columns that 0018 (background imports) adds to contact_imports.
+COLUMNS_AFTER_0009 |= {
+    ("contact_imports", column)
+    for column in (
+        "state",
+        "background",
+        "stored_file",
+        "encoding",
+        "file_size",
+        "bytes_done",
+        "records_done",
+        "locked_by",
+        "locked_until",
+        "error",
+    )
+}
 # Indexes that later migrations add to older tables: 0013 (contact search),
-# 0015 (the results page's recipients by keyset, a recipient's log).
+# 0015 (the results page's recipients by keyset, a recipient's log), 0018
+# (pending background imports).
 INDEXES_AFTER_0009 = {
     "ix_contacts_first_name_lower",
     "ix_contacts_last_name_lower",
     "ix_contacts_company_lower",
     "ix_queue_items_mass_email_id_id",
     "ix_campaign_log_queue_item_id",
+    "ix_contact_imports_background_state",
 }
 
 
