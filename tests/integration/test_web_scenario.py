@@ -294,7 +294,7 @@ def schedule_it(page: Any, problems: list[str]) -> int:
     confirmation.check()
     page.get_by_role("button", name="Schedule", exact=True).click()
     expect(status(page)).to_have_text(
-        f"'{MASS_EMAIL}' is scheduled to start at 2026-03-02 09:00 UTC."
+        f"'{MASS_EMAIL}' is scheduled to start at 2026-03-02 09:00:00 UTC."
     )
     found = re.search(r"/campaigns/mass-emails/(\d+)$", page.url)
     assert found, page.url
