@@ -59,6 +59,7 @@ from app.services.rendering_sandbox import (
     SluiceEnvironment,
     end_render,
     html_environment,
+    output_too_long,
     start_render,
     text_environment,
 )
@@ -563,17 +564,18 @@ def _generate(
     state: RenderState,
     part: str,
 ) -> str:
-    """Render streaming, through the part's plan when it has one, counting
-    the output so an over-long message stops at ``MAX_OUTPUT_LENGTH``
-    instead of filling memory. Both paths share the counting and the error
-    messages."""
-    chunks: list[str] = []
-    generated = template.generate(variables) if plan is None else plan.generate(variables, state)
+    """Render through the part's plan when it has one, else stream Jinja's
+    output, counting it so an over-long message stops at
+    ``MAX_OUTPUT_LENGTH`` instead of filling memory. Both paths share the
+    error messages."""
     try:
-        for chunk in generated:
+        if plan is not None:
+            return plan.render(variables, state, MAX_OUTPUT_LENGTH)
+        chunks: list[str] = []
+        for chunk in template.generate(variables):
             state.output += len(chunk)
             if state.output > MAX_OUTPUT_LENGTH:
-                raise RenderError(f"the message is longer than {MAX_OUTPUT_LENGTH:,} characters")
+                raise output_too_long(MAX_OUTPUT_LENGTH)
             chunks.append(chunk)
     except RecursionError:
         raise RenderError(f"{part}: nested too deeply") from None

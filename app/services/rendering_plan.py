@@ -32,8 +32,8 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from jinja2 import Template, nodes
 from markupsafe import escape
@@ -47,6 +47,7 @@ from app.services.rendering_sandbox import (
     call_units,
     end_render,
     finalize_output,
+    output_too_long,
     start_render,
 )
 
@@ -64,7 +65,9 @@ class NameSlot:
 
     name: str
 
-    def value(self, variables: Mapping[str, object], environment: SluiceEnvironment) -> object:
+    def value(
+        self, variables: Mapping[str, object], environment: SluiceEnvironment, state: RenderState
+    ) -> object:
         return _resolve(variables, environment, self.name)
 
 
@@ -75,7 +78,9 @@ class CustomSlot:
 
     key: str
 
-    def value(self, variables: Mapping[str, object], environment: SluiceEnvironment) -> object:
+    def value(
+        self, variables: Mapping[str, object], environment: SluiceEnvironment, state: RenderState
+    ) -> object:
         return environment.getitem(_resolve(variables, environment, "custom"), self.key)
 
 
@@ -89,8 +94,11 @@ class CallSlot:
     argument: str | int
     units: int  # what SluiceEnvironment.call charges for it
 
-    def value(self, variables: Mapping[str, object], environment: SluiceEnvironment) -> object:
+    def value(
+        self, variables: Mapping[str, object], environment: SluiceEnvironment, state: RenderState
+    ) -> object:
         function = _resolve(variables, environment, self.function)
+        state.charge(self.units)
         if type(function) is not RecipientFunction:
             # render() always binds both names; a plan relies on it.
             raise RenderError(f"{self.function} is not Sluice's own function")
@@ -107,22 +115,39 @@ class RenderPlan:
     literals: tuple[str, ...]
     slots: tuple[Slot, ...]
     environment: SluiceEnvironment
+    # The literals with a gap after each but the last, filled per recipient.
+    _template: list[str] = field(init=False, repr=False)
 
-    def generate(self, variables: Mapping[str, object], state: RenderState) -> Iterator[str]:
-        """The part's chunks for one recipient, in Jinja's order: each slot
-        is evaluated just before it is output, so errors and the output
-        limit (counted by the caller) come in the same order."""
+    def __post_init__(self) -> None:
+        chunks = [""] * (2 * len(self.literals) - 1)
+        chunks[0::2] = self.literals
+        object.__setattr__(self, "_template", chunks)
+
+    def render(self, variables: Mapping[str, object], state: RenderState, limit: int) -> str:
+        """The part for one recipient, adding its length to ``state.output``.
+
+        Fails as the Jinja path does, which outputs chunk by chunk and stops
+        once ``state.output`` passes ``limit``: a slot that fails after the
+        text before it already passed the limit is a message too long, not
+        the slot's error."""
         environment = self.environment
         output: Callable[[object], str] = escape if environment.autoescape else str
-        literals = self.literals
-        for index, slot in enumerate(self.slots):
-            if literals[index]:
-                yield literals[index]
-            if type(slot) is CallSlot:
-                state.charge(slot.units)
-            yield output(finalize_output(slot.value(variables, environment)))
-        if literals[-1]:
-            yield literals[-1]
+        values: list[str] = []
+        try:
+            for slot in self.slots:
+                values.append(output(finalize_output(slot.value(variables, environment, state))))
+        except Exception:
+            before = state.output + sum(map(len, self.literals[: len(values) + 1]))
+            if before + sum(map(len, values)) > limit:
+                raise output_too_long(limit) from None
+            raise
+        chunks = self._template.copy()
+        chunks[1::2] = values
+        text = "".join(chunks)
+        state.output += len(text)
+        if state.output > limit:
+            raise output_too_long(limit)
+        return text
 
 
 def plan_part(

@@ -168,6 +168,11 @@ def _size_units(values: Iterable[object]) -> int:
     return 1 + size // 100
 
 
+def output_too_long(limit: int) -> RenderError:
+    """The error of a message whose parts passed ``limit`` characters."""
+    return RenderError(f"the message is longer than {limit:,} characters")
+
+
 def call_units(args: tuple[object, ...]) -> int:
     """Budget units a template's function call is charged."""
     return CALL_WEIGHT + _size_units(args)
