@@ -117,37 +117,39 @@ class RenderPlan:
     environment: SluiceEnvironment
     # The literals with a gap after each but the last, filled per recipient.
     _template: list[str] = field(init=False, repr=False)
+    # Each slot with the length of the literal after it.
+    _steps: tuple[tuple[Slot, int], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         chunks = [""] * (2 * len(self.literals) - 1)
         chunks[0::2] = self.literals
         object.__setattr__(self, "_template", chunks)
+        lengths = [len(literal) for literal in self.literals[1:]]
+        object.__setattr__(self, "_steps", tuple(zip(self.slots, lengths, strict=True)))
 
     def render(self, variables: Mapping[str, object], state: RenderState, limit: int) -> str:
         """The part for one recipient, adding its length to ``state.output``.
 
-        Fails as the Jinja path does, which outputs chunk by chunk and stops
-        once ``state.output`` passes ``limit``: a slot that fails after the
-        text before it already passed the limit is a message too long, not
-        the slot's error."""
+        The output is counted as the Jinja path counts its chunks: once the
+        count passes ``limit`` no further slot is evaluated (so a later
+        slot's error never replaces the length error), and memory never
+        holds much more than ``limit`` characters of values."""
         environment = self.environment
         output: Callable[[object], str] = escape if environment.autoescape else str
+        count = state.output + len(self.literals[0])
+        if count > limit:
+            raise output_too_long(limit)
         values: list[str] = []
-        try:
-            for slot in self.slots:
-                values.append(output(finalize_output(slot.value(variables, environment, state))))
-        except Exception:
-            before = state.output + sum(map(len, self.literals[: len(values) + 1]))
-            if before + sum(map(len, values)) > limit:
-                raise output_too_long(limit) from None
-            raise
+        for slot, literal_length in self._steps:
+            value = output(finalize_output(slot.value(variables, environment, state)))
+            count += len(value) + literal_length
+            if count > limit:
+                raise output_too_long(limit)
+            values.append(value)
+        state.output = count
         chunks = self._template.copy()
         chunks[1::2] = values
-        text = "".join(chunks)
-        state.output += len(text)
-        if state.output > limit:
-            raise output_too_long(limit)
-        return text
+        return "".join(chunks)
 
 
 def plan_part(

@@ -293,6 +293,23 @@ def test_past_the_output_limit_a_failing_value_is_never_reached() -> None:
     assert outcome == "RenderError: html: cannot output a value of type 'dict'"
 
 
+def test_a_failing_value_before_the_text_that_passes_the_limit_is_its_own_error() -> None:
+    """The limit is passed only by the text after the failing value: Jinja
+    never gets there, so the error is the value's."""
+    compiled = compile_template(
+        TemplateSource(
+            subject="s", body_html="{{ FIRST_NAME }}{{ custom['Bad'] }}" + "y" * 500_000
+        ),
+        POLICY,
+    )
+    assert compiled.html_plan is not None
+    fields = {"first_name": "x" * (MAX_OUTPUT_LENGTH - 400_000)}
+    outcome = assert_same_on_both_paths(compiled, fields, {"Bad": {"a": 1}})
+    assert outcome == "RenderError: html: cannot output a value of type 'dict'"
+    outcome = assert_same_on_both_paths(compiled, fields, {"Bad": "fine"})
+    assert outcome == TOO_LONG
+
+
 def test_link_calls_are_charged_to_the_work_budget_on_both_paths() -> None:
     """Each part alone stays within the budget (so each is planned); the
     HTML and the text part derived from it together do not."""
