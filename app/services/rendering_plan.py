@@ -235,10 +235,13 @@ def _literals(template: Template, slots: list[Slot]) -> tuple[str, ...] | None:
     nonce = secrets.token_hex(16)
     keys = list(dict.fromkeys(_key(slot) for slot in slots))
     markers = {key: f"\x00{nonce}:{index}\x00" for index, key in enumerate(keys)}
-    state, token = start_render()  # a budget of its own, recording nowhere that matters
+    # Under a message's own limits: a part whose calls alone exceed the work
+    # budget (or a render slowed past the CPU limit) keeps the Jinja path,
+    # which is always right, just slower.
+    state, token = start_render()
     try:
         output = "".join(template.generate(_marker_variables(slots, markers)))
-    except Exception:  # the Jinja path will fail the same way, per recipient
+    except Exception:
         return None
     finally:
         end_render(token)
