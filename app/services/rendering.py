@@ -2,7 +2,10 @@
 
 Pure: no database, no Flask. Everything expensive happens once per mass email
 in ``compile_template``; ``render`` only runs three compiled Jinja templates
-(subject, HTML, text) and notes which placeholders came out empty.
+(subject, HTML, text) and notes which placeholders came out empty. A part
+that only substitutes values (``{{ FIRST_NAME }}``, ``{{ click_url(3) }}`` …)
+is rendered by joining its precomputed text and the recipient's values
+instead (``rendering_plan``), with exactly the Jinja template's result.
 
 Rules:
 - templates are Jinja2 in a sandbox (``rendering_sandbox``): no Python
@@ -45,6 +48,7 @@ from jinja2.exceptions import TemplateSyntaxError
 
 from app.services.rendering_html import translate_espocrm
 from app.services.rendering_layout import Layout, build_sources
+from app.services.rendering_plan import RenderPlan, plan_part
 from app.services.rendering_sandbox import (
     PUBLIC_FILTERS,
     BudgetTransformer,
@@ -55,6 +59,7 @@ from app.services.rendering_sandbox import (
     SluiceEnvironment,
     end_render,
     html_environment,
+    output_too_long,
     start_render,
     text_environment,
 )
@@ -155,7 +160,9 @@ class CompiledTemplate:
     ``links[n]`` is the URL behind ``click_url(n)``; ``has_opt_out_link``
     says the body or layout footer referenced ``opt_out_url`` before one was
     appended; the ``*_source`` fields are the final Jinja sources (for
-    inspection and tests)."""
+    inspection and tests). A part with a ``*_plan`` renders through it
+    instead of its Jinja template, with the same result (``rendering_plan``;
+    None: the part needs Jinja)."""
 
     subject_template: Template
     html_template: Template
@@ -168,6 +175,9 @@ class CompiledTemplate:
     html_source: str
     text_source: str
     text_derived: bool
+    subject_plan: RenderPlan | None = None
+    html_plan: RenderPlan | None = None
+    text_plan: RenderPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,7 @@ class _CheckedTemplate:
     names: frozenset[str]
     custom_keys: frozenset[str]
     references_opt_out: bool
+    plan: RenderPlan | None = None
 
 
 # ---------------------------------------------------------------- placeholders
@@ -306,8 +317,11 @@ def _check_and_compile(
     html_field: bool,
     limit_size: bool = True,
     translate: bool = True,
+    plan: bool = False,
 ) -> _CheckedTemplate:
     """Parse, check and compile one field; raise ``TemplateProblem``.
+    With ``plan``, also its render plan when it has one (only worth it for
+    a template that will be rendered: validation skips it).
 
     Deep nesting makes Jinja's recursive parser, its code generator or
     Python's compiler give up (RecursionError, MemoryError, SyntaxError
@@ -321,7 +335,8 @@ def _check_and_compile(
         tree = environment.parse(text)
         _check_tree(field, tree)
         checked = _analyse(tree)
-        code = environment.compile(BudgetTransformer().visit(tree))
+        tree = BudgetTransformer().visit(tree)
+        code = environment.compile(tree)
         template = environment.template_class.from_code(
             environment, code, environment.make_globals(None), None
         )
@@ -336,7 +351,8 @@ def _check_and_compile(
             raise
         reason = str(error).split(";")[0]  # not Python's advice on sys settings
         raise TemplateProblem(field, None, f"cannot be compiled: {reason}") from None
-    return _CheckedTemplate(template, *checked)
+    render_plan = plan_part(tree, template, environment) if plan else None
+    return _CheckedTemplate(template, *checked, plan=render_plan)
 
 
 def _walk(tree: nodes.Node) -> Iterator[nodes.Node]:
@@ -429,7 +445,7 @@ def compile_template(source: TemplateSource, policy: RenderPolicy) -> CompiledTe
     sources = build_sources(body, footer, text, layout)
     parts = (
         _check_and_compile(
-            "subject", subject, text_environment(), html_field=False, translate=False
+            "subject", subject, text_environment(), html_field=False, translate=False, plan=True
         ),
         _check_and_compile(
             "body_html",
@@ -438,6 +454,7 @@ def compile_template(source: TemplateSource, policy: RenderPolicy) -> CompiledTe
             html_field=True,
             limit_size=False,
             translate=False,
+            plan=True,
         ),
         _compile_text(sources.text, derived=text is None),
     )
@@ -453,6 +470,9 @@ def compile_template(source: TemplateSource, policy: RenderPolicy) -> CompiledTe
         html_source=sources.html,
         text_source=sources.text,
         text_derived=text is None,
+        subject_plan=parts[0].plan,
+        html_plan=parts[1].plan,
+        text_plan=parts[2].plan,
     )
 
 
@@ -491,6 +511,7 @@ def _compile_text(text_source: str, *, derived: bool) -> _CheckedTemplate:
             html_field=False,
             limit_size=False,
             translate=False,
+            plan=True,
         )
     except TemplateProblem as problem:
         if not derived:
@@ -523,9 +544,11 @@ def render(compiled: CompiledTemplate, recipient: RecipientContext) -> RenderedM
     )
     state, token = start_render()
     try:
-        subject = _generate(compiled.subject_template, variables, state, "subject")
-        html = _generate(compiled.html_template, variables, state, "html")
-        text = _generate(compiled.text_template, variables, state, "text")
+        subject = _generate(
+            compiled.subject_template, compiled.subject_plan, variables, state, "subject"
+        )
+        html = _generate(compiled.html_template, compiled.html_plan, variables, state, "html")
+        text = _generate(compiled.text_template, compiled.text_plan, variables, state, "text")
     finally:
         end_render(token)
     if compiled.text_derived and "\n\n\n" in text:
@@ -535,16 +558,24 @@ def render(compiled: CompiledTemplate, recipient: RecipientContext) -> RenderedM
 
 
 def _generate(
-    template: Template, variables: dict[str, object], state: RenderState, part: str
+    template: Template,
+    plan: RenderPlan | None,
+    variables: dict[str, object],
+    state: RenderState,
+    part: str,
 ) -> str:
-    """Render streaming, counting the output so an over-long message stops
-    at ``MAX_OUTPUT_LENGTH`` instead of filling memory."""
-    chunks: list[str] = []
+    """Render through the part's plan when it has one, else stream Jinja's
+    output, counting it so an over-long message stops at
+    ``MAX_OUTPUT_LENGTH`` instead of filling memory. Both paths share the
+    error messages."""
     try:
+        if plan is not None:
+            return plan.render(variables, state, MAX_OUTPUT_LENGTH)
+        chunks: list[str] = []
         for chunk in template.generate(variables):
             state.output += len(chunk)
             if state.output > MAX_OUTPUT_LENGTH:
-                raise RenderError(f"the message is longer than {MAX_OUTPUT_LENGTH:,} characters")
+                raise output_too_long(MAX_OUTPUT_LENGTH)
             chunks.append(chunk)
     except RecursionError:
         raise RenderError(f"{part}: nested too deeply") from None

@@ -168,6 +168,16 @@ def _size_units(values: Iterable[object]) -> int:
     return 1 + size // 100
 
 
+def output_too_long(limit: int) -> RenderError:
+    """The error of a message whose parts passed ``limit`` characters."""
+    return RenderError(f"the message is longer than {limit:,} characters")
+
+
+def call_units(args: tuple[object, ...]) -> int:
+    """Budget units a template's function call is charged."""
+    return CALL_WEIGHT + _size_units(args)
+
+
 def _check_length(length: int, what: str) -> None:
     if length > MAX_VALUE_LENGTH:
         raise RenderError(f"{what} would be longer than {MAX_VALUE_LENGTH:,} characters or items")
@@ -467,7 +477,7 @@ class SluiceEnvironment(ImmutableSandboxedEnvironment):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """Every call made by a template: charged, and refused for classes
         (a template can reach none, but this keeps it so)."""
-        _charge(CALL_WEIGHT + _size_units(args))
+        _charge(call_units(args))
         if type(__obj) is RecipientFunction and len(args) == 1 and not kwargs:
             return __obj(args[0])
         if isinstance(__obj, type):
