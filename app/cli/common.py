@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,3 +24,12 @@ def unit_of_work(*refusals: type[Exception]) -> Iterator[Session]:
         session.rollback()
         raise click.ClickException(str(error)) from None
     session.commit()
+
+
+def console_logging(line_format: str) -> None:
+    """INFO and above to the console, for the long-running commands."""
+    logging.basicConfig(level=logging.INFO, format=line_format)
+    # Every job run is recorded (`sluice jobs`, the jobs page); APScheduler's
+    # own two lines a run (the contact-import job runs every 10 s) would
+    # drown the console. Its warnings and errors still show.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)

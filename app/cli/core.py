@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from app import MIGRATIONS_DIR, app_settings
-from app.cli.common import unit_of_work
+from app.cli.common import console_logging, unit_of_work
 from app.clock import SystemClock
 from app.extensions import current_session, db
 from app.services.demo import DemoDataError, load_demo_data
@@ -76,7 +75,7 @@ def _serve(host: str, port: int) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # waitress says "Serving on …" once the socket is bound: operators (and
     # the tests) wait for that line.
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    console_logging("%(name)s: %(message)s")
     click.echo(f"Sluice web UI on http://{host}:{port}/ (Ctrl+C stops it)")
     serve(app, host=host, port=port, threads=8)
 

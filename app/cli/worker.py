@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from app.cli.common import console_logging
 from app.context import app_clock
 from app.extensions import current_session
 from app.services.job_runs import JobState, RunnerState, job_states, runners
@@ -44,7 +44,7 @@ def start_background_runner(app: Flask) -> JobRunner:
 def worker_command() -> None:
     """Run the scheduled jobs (start due mass emails, send portions,
     housekeeping) until stopped. Several workers may share one PostgreSQL."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    console_logging("%(asctime)s %(name)s: %(message)s")
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     # The signal handlers only set a flag: the jobs run in the scheduler's
     # threads, and this thread stops them in order once asked.
