@@ -306,7 +306,8 @@ class TransportPool:
                 return
             connection = transport.connection
             assert connection is not None and connection.sock is not None
-            connection.sock.setblocking(False)
+            if connection.sock.gettimeout() != 0.0:  # once a connection: a system call
+                connection.sock.setblocking(False)
             transaction = _Transaction(job, connection.has_extn("pipelining"))
         except Exception as error:  # a fault of ours: the message is in doubt
             self._results.append(JobResult(job, None, f"{type(error).__name__}: {error}"))
