@@ -363,7 +363,12 @@ def test_templates_that_need_jinja_keep_the_jinja_path(body: str) -> None:
     assert_same_on_both_paths(compiled, fields, custom)
 
 
-def test_a_loop_without_end_still_fails_fast_beside_a_planned_subject() -> None:
+def test_a_loop_without_end_still_fails_fast_beside_a_planned_subject(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The work count, not the CPU-time backstop, must stop both renders,
+    # or a busy machine could stop them with different errors.
+    monkeypatch.setattr(rendering_sandbox, "MAX_RENDER_CPU_SECONDS", 60.0)
     compiled = compile_template(
         TemplateSource(
             subject="Hi {{ FIRST_NAME }}",
