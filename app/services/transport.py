@@ -247,10 +247,10 @@ class SmtpTransport:
             result = self._transaction(self._connection, message, envelope_from, recipient)
         except (smtplib.SMTPException, OSError) as error:
             return self._failure(error)
-        self.after(result)
+        self._after(result)
         return result
 
-    def after(self, result: SendResult) -> None:
+    def _after(self, result: SendResult) -> None:
         """What a transaction's result means for the connection."""
         if result.code == 421:
             self.drop()  # RFC 5321 §3.8: the server is closing the channel
