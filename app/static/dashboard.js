@@ -10,20 +10,11 @@
   if (!status) return;
   const url = status.dataset.liveUrl;
   const seconds = Math.max(2, Number(status.dataset.liveInterval) || 5);
-  let timer = null;
 
-  const setText = (root, name, text) => {
-    const element = root.querySelector(`[data-live="${name}"]`);
-    if (element && element.textContent !== String(text)) element.textContent = String(text);
-  };
+  const { setText, poll } = window.SluiceLive;
 
   const shownIds = () =>
     Array.from(document.querySelectorAll("tr[data-mass-email-id]"), (row) => row.dataset.massEmailId);
-
-  const stop = (message) => {
-    window.clearInterval(timer);
-    setText(status, "as-of", message);
-  };
 
   const show = (figures) => {
     if (!figures.ready) return;
@@ -58,24 +49,5 @@
     }
   };
 
-  const refresh = async () => {
-    if (document.hidden) return;
-    try {
-      const response = await fetch(url, {
-        credentials: "same-origin",
-        headers: { Accept: "application/json" },
-        redirect: "error",
-      });
-      if (!response.ok) {
-        stop("Live updates stopped (the server answered " + response.status + "): use Refresh.");
-        return;
-      }
-      show(await response.json());
-    } catch (error) {
-      // Logged out (a redirect to the log-in page) or the server is down.
-      stop("Live updates stopped: use Refresh.");
-    }
-  };
-
-  timer = window.setInterval(refresh, seconds * 1000);
+  poll(status, url, seconds, show);
 })();
