@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 from werkzeug.test import TestResponse
 
 from app.clock import FixedClock
+from app.context import CLOCK_CONFIG_KEY
 from app.extensions import db
 from app.models import Role, User
+from app.services.runtime_settings import RuntimeSettings
 from tests.conftest import make_test_app
 
 PASSWORD = "correct horse battery staple"
@@ -97,3 +100,11 @@ def web(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     yield web_app
     with web_app.app_context():
         db.engine.dispose()
+
+
+@pytest.fixture
+def ready(web: Flask, session: Session, runtime: RuntimeSettings, clock: FixedClock) -> Flask:
+    """``web`` with seeded settings and the test's clock."""
+    session.commit()
+    web.config[CLOCK_CONFIG_KEY] = clock
+    return web

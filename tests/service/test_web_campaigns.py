@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from app import app_settings
 from app.clock import FixedClock
-from app.context import CLOCK_CONFIG_KEY
 from app.models import (
     Campaign,
     Contact,
@@ -35,25 +34,17 @@ from app.services import queue_status
 from app.services.campaigns import create_campaign
 from app.services.public_links import PublicLinks
 from app.services.queue_build import activate_due
-from app.services.runtime_settings import RuntimeSettings, update_runtime_settings
+from app.services.runtime_settings import update_runtime_settings
 from app.services.tokens import LinkSigner
 from tests.conftest import TEST_SECRET_KEY
 from tests.service.test_queue_build import Scene, make_mass_email, make_scene, schedule
 from tests.smtp_server import smtp_server
-from tests.web_client import logged_in, post_form, web
+from tests.web_client import logged_in, post_form, ready, web
 
-__all__ = ["web"]  # the fixture
+__all__ = ["ready", "web"]  # the fixtures
 
 HOSTILE = "<script>alert(1)</script>"
 M = MassEmailStatus
-
-
-@pytest.fixture
-def ready(web: Flask, session: Session, runtime: RuntimeSettings, clock: FixedClock) -> Flask:
-    """``web`` with seeded settings and the test's clock."""
-    session.commit()
-    web.config[CLOCK_CONFIG_KEY] = clock
-    return web
 
 
 @pytest.fixture

@@ -14,26 +14,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.clock import FixedClock
-from app.context import CLOCK_CONFIG_KEY
 from app.models import EmailTemplate, Role
 from app.services.campaigns import TemplateInput, save_template
-from app.services.runtime_settings import RuntimeSettings, update_runtime_settings
+from app.services.runtime_settings import update_runtime_settings
 from app.web.templates_ui import PREVIEW_POLICY
 from tests.conftest import add_contact
 from tests.service.test_queue_build import make_mass_email, make_scene
-from tests.web_client import csrf_token, logged_in, post_form, web
+from tests.web_client import csrf_token, logged_in, post_form, ready, web
 
-__all__ = ["web"]  # the fixture
+__all__ = ["ready", "web"]  # the fixtures
 
 HOSTILE = "<script>alert(1)</script>"
-
-
-@pytest.fixture
-def ready(web: Flask, session: Session, runtime: RuntimeSettings, clock: FixedClock) -> Flask:
-    """``web`` with seeded settings and the test's clock."""
-    session.commit()
-    web.config[CLOCK_CONFIG_KEY] = clock
-    return web
 
 
 @pytest.fixture

@@ -21,27 +21,17 @@ from sqlalchemy.orm import Session
 
 from app import app_settings
 from app.clock import FixedClock
-from app.context import CLOCK_CONFIG_KEY
 from app.models import MassEmail, MassEmailStatus, PasswordLink, Role, User
 from app.services.login_throttle import PER_IP
-from app.services.runtime_settings import RuntimeSettings
 from tests.service.test_queue_build import make_mass_email, make_scene
 from tests.smtp_server import RunningServer, smtp_server
-from tests.web_client import csrf_token, logged_in, login, post_form, web
+from tests.web_client import csrf_token, logged_in, login, post_form, ready, web
 
-__all__ = ["web"]  # the fixture
+__all__ = ["ready", "web"]  # the fixtures
 
 HOSTILE = "<script>alert(1)</script>"
 NEW_PASSWORD = "my own long password"
 _LINK = re.compile(r"https?://[^/\s]+(/password/[A-Za-z0-9_-]+)")
-
-
-@pytest.fixture
-def ready(web: Flask, session: Session, runtime: RuntimeSettings, clock: FixedClock) -> Flask:
-    """``web`` with seeded settings and the test's clock."""
-    session.commit()
-    web.config[CLOCK_CONFIG_KEY] = clock
-    return web
 
 
 @pytest.fixture
