@@ -272,8 +272,7 @@ def create() -> tuple[str, int]:
     form = {"email": request.form.get("email", "")[:320], "role": request.form.get("role", "")}
     role = _role(form["role"])
     if role is None:
-        flash("The user was not created: see the fields marked below.", "error")
-        return _render_users({"role": "choose admin or marketer"}, form=form, status=400)
+        return _not_created({"role": "choose admin or marketer"}, form)
     if request.form.get("how") == "password":
         return _create_with_password(form, role)
     store = current_session()
@@ -281,8 +280,7 @@ def create() -> tuple[str, int]:
         issued = invite_user(store, app_clock(current_app), form["email"], role)
     except UserError as error:
         store.rollback()
-        flash("The user was not created: see the fields marked below.", "error")
-        return _render_users({error.field or "email": str(error)}, form=form, status=400)
+        return _not_created({error.field or "email": str(error)}, form)
     store.commit()  # the user exists whatever the relay says
     user = get_user(store, issued.link.user_id)
     outcome = _mail_link(user, issued)
@@ -302,6 +300,11 @@ def create() -> tuple[str, int]:
     return _render_users()
 
 
+def _not_created(errors: dict[str, str], form: dict[str, str]) -> tuple[str, int]:
+    flash("The user was not created: see the fields marked below.", "error")
+    return _render_users(errors, form=form, status=400)
+
+
 def _create_with_password(form: dict[str, str], role: Role) -> tuple[str, int]:
     """The fallback without mail: a generated password shown once."""
     store = current_session()
@@ -309,8 +312,7 @@ def _create_with_password(form: dict[str, str], role: Role) -> tuple[str, int]:
         created = create_user(store, app_clock(current_app), form["email"], role)
     except UserError as error:
         store.rollback()
-        flash("The user was not created: see the fields marked below.", "error")
-        return _render_users({error.field or "email": str(error)}, form=form, status=400)
+        return _not_created({error.field or "email": str(error)}, form)
     store.commit()
     flash(f"User {created.user.email} created as {role.value}.", "success")
     return _render_users(new_password=created)
