@@ -345,7 +345,7 @@ def prebuilt_messages(session: Session, mass_email_id: int) -> list[bytes]:
 @dataclass(frozen=True)
 class Layout:
     runners: int  # processes
-    connections: int  # threads, one SMTP connection each, per process
+    connections: int  # SMTP connections per process (the ceiling: a thread each)
 
     @property
     def total(self) -> int:
@@ -690,7 +690,7 @@ def main() -> None:
             "processes": layout.runners,
             "smtp_connections_per_process": layout.connections,
             "smtp_connections": layout.total,
-            "threads": "one thread per SMTP connection, in the ceiling and the runners alike",
+            "threads": "ceiling: one thread per SMTP connection; runners: one event loop for all",
         },
         "batch_size": args.batch_size,
         "message_bytes": size,
