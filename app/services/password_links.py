@@ -33,6 +33,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
@@ -216,7 +217,7 @@ def link_message(
         f"{expiry}):\n\n{url}\n\nThen log in with {user.email} and that password.\n\n"
         "If you did not expect this email, ignore it: nothing changes until the link is used.\n"
     )
-    return message.as_bytes()
+    return message.as_bytes(policy=SMTP)  # CRLF line ends (RFC 5321 §2.3.8)
 
 
 def send_link_mail(

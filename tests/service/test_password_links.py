@@ -175,3 +175,6 @@ def test_the_mail_carries_the_link_and_its_expiry(session: Session, clock: Fixed
     assert url in body
     assert "boss@example.com has invited you" in body
     assert "until 2026-03-05 04:00:00 EST" in body  # 2026-03-02 09:00 UTC + 72 h, New York
+    # SMTP needs CRLF line ends (RFC 5321 §2.3.8); relays such as Postfix
+    # refuse bare LF, and the transport sends the bytes as they are.
+    assert b"\n" not in raw.replace(b"\r\n", b"")
