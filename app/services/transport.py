@@ -152,9 +152,6 @@ def default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-# The replies of a pipelined MAIL, RCPT, DATA, in order.
-_PIPELINED_STAGES = (SmtpStage.MAIL, SmtpStage.RCPT, SmtpStage.DATA)
-
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
 
 # A plain address needs no parsing to be put in angle brackets.
@@ -181,6 +178,107 @@ def data_block(message: bytes, dot_lines: bool = True) -> bytes:
     if not block.endswith(b"\r\n"):
         block += b"\r\n"
     return block + b".\r\n"
+
+
+class Transaction:
+    """One message's MAIL, RCPT, DATA and body on an open connection: the
+    bytes to send next and what each reply means (RFC 5321 §3.3, RFC 2920),
+    without any I/O of its own. ``SmtpTransport.send`` drives it over
+    smtplib's blocking socket, ``TransportPool`` over a non-blocking one, so
+    both classify every reply alike.
+
+    MAIL, RCPT, DATA by hand, not ``sendmail()``: that drops the final
+    reply, which carries the relay's queue id, and merges the RCPT reply
+    into an exception we would have to unpick. With PIPELINING the three
+    commands go out in one write and their replies are read in order; the
+    body follows only a 354: two round trips a message instead of four.
+    ``stage`` follows the replies awaited, so a connection lost while
+    waiting says where it was lost."""
+
+    def __init__(
+        self,
+        message: bytes,
+        envelope_from: str,
+        recipient: str,
+        *,
+        pipelining: bool,
+        dot_lines: bool = True,
+    ) -> None:
+        self.message = message
+        self.dot_lines = dot_lines
+        self.pipelining = pipelining
+        self.commands = [
+            (SmtpStage.MAIL, f"MAIL FROM:{envelope_address(envelope_from)}\r\n".encode("ascii")),
+            (SmtpStage.RCPT, f"RCPT TO:{envelope_address(recipient)}\r\n".encode("ascii")),
+            (SmtpStage.DATA, b"DATA\r\n"),
+        ]
+        self.replies: list[tuple[int, str]] = []
+        self.stage = SmtpStage.MAIL  # of the reply awaited
+        self.body_sent = False
+        self.result: SendResult | None = None
+        self.drop = False  # the connection cannot go on (421, DATA refused)
+        self.reset = False  # a refused transaction: RSET before the next one
+
+    def opening(self) -> bytes:
+        """What to send first: all three commands when pipelining."""
+        if self.pipelining:
+            return b"".join(command for _, command in self.commands)
+        return self.commands[0][1]
+
+    def on_reply(self, code: int, text: str) -> bytes | None:
+        """Take one reply; returns what to send next (``b""``: nothing, wait
+        for the next reply), or None when the transaction is over
+        (``result`` set)."""
+        if self.body_sent:
+            self._finish(classify_reply(code, text, False, SmtpStage.DATA))
+            return None
+        stage = self.commands[len(self.replies)][0]
+        self.replies.append((code, text))
+        if code == 421:  # the server is closing the channel (§3.8)
+            self._finish(classify_reply(code, text, stage is SmtpStage.RCPT, stage))
+            return None
+        if not self.pipelining:
+            refused = self._refusal(stage, code, text)
+            if refused is not None:
+                self._finish(refused)
+                return None
+        if len(self.replies) < len(self.commands):
+            self.stage = self.commands[len(self.replies)][0]
+            return b"" if self.pipelining else self.commands[len(self.replies)][1]
+        return self._after_data()
+
+    def _refusal(self, stage: SmtpStage, code: int, text: str) -> SendResult | None:
+        if stage is SmtpStage.MAIL and code != 250:
+            return classify_reply(code, text, False, SmtpStage.MAIL)
+        if stage is SmtpStage.RCPT and code not in (250, 251):
+            return classify_reply(code, text, True, SmtpStage.RCPT)
+        return None
+
+    def _after_data(self) -> bytes | None:
+        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = self.replies
+        refused = self._refusal(SmtpStage.MAIL, mail_code, mail_text) or self._refusal(
+            SmtpStage.RCPT, rcpt_code, rcpt_text
+        )
+        if refused is not None:
+            # Pipelined: a server that still took the DATA gets an empty
+            # message ended at once (RFC 2920 §3.1), which it refuses for
+            # want of recipients; its reply is not the message's.
+            self.result, self.reset = refused, True
+            if data_code == 354:
+                self.body_sent, self.stage = True, SmtpStage.DATA
+                return b".\r\n"
+            return None
+        if data_code != 354:  # as SMTP.data() raises: the session ends
+            self._finish(classify_reply(data_code, data_text, False, SmtpStage.DATA), True)
+            return None
+        self.body_sent, self.stage = True, SmtpStage.DATA
+        return data_block(self.message, self.dot_lines)
+
+    def _finish(self, result: SendResult, drop: bool = False) -> None:
+        if self.result is None:  # not the reply to an emptied DATA
+            self.result = result
+            self.drop = drop or result.code == 421
+            self.reset = not result.accepted and not self.drop
 
 
 class SmtpTransport:
@@ -244,18 +342,15 @@ class SmtpTransport:
             return failure
         assert self._connection is not None
         try:
-            result = self._transaction(self._connection, message, envelope_from, recipient)
+            transaction = self._transaction(self._connection, message, envelope_from, recipient)
         except (smtplib.SMTPException, OSError) as error:
             return self._failure(error)
-        self._after(result)
-        return result
-
-    def _after(self, result: SendResult) -> None:
-        """What a transaction's result means for the connection."""
-        if result.code == 421:
-            self.drop()  # RFC 5321 §3.8: the server is closing the channel
-        elif not result.accepted:
+        assert transaction.result is not None
+        if transaction.drop:  # 421 (RFC 5321 §3.8) or DATA refused
+            self.drop()
+        elif transaction.reset:
             self._reset()
+        return transaction.result
 
     def _failure(self, error: smtplib.SMTPException | OSError) -> SendResult:
         """An exception of the conversation as a result; the connection is
@@ -285,63 +380,20 @@ class SmtpTransport:
 
     def _transaction(
         self, connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
-    ) -> SendResult:
-        """MAIL, RCPT, DATA by hand: ``sendmail()`` drops the final reply,
-        which carries the relay's queue id, and merges the RCPT reply into an
-        exception we would have to unpick. ``_stage`` follows the commands,
-        so a reply raised as an exception still says where it came."""
-        if connection.has_extn("pipelining"):
-            return self._pipelined_transaction(connection, message, envelope_from, recipient)
-        self._stage = SmtpStage.MAIL
-        code, reply = connection.mail(envelope_from)
-        if code != 250:
-            return classify_reply(code, reply, False, SmtpStage.MAIL)
-        self._stage = SmtpStage.RCPT
-        code, reply = connection.rcpt(recipient)
-        if code not in (250, 251):
-            return classify_reply(code, reply, True, SmtpStage.RCPT)
-        self._stage = SmtpStage.DATA
-        code, reply = connection.data(message)
-        return classify_reply(code, reply, False, SmtpStage.DATA)
-
-    def _pipelined_transaction(
-        self, connection: smtplib.SMTP, message: bytes, envelope_from: str, recipient: str
-    ) -> SendResult:
-        """RFC 2920: MAIL, RCPT and DATA go out in one write and their replies
-        are read in order; the body follows only a 354. Two round trips a
-        message instead of four (MAIL, RCPT, DATA, body each waited for).
-
-        A refused MAIL or RCPT is classified as without pipelining; a server
-        that still accepts the DATA gets an empty message ended at once (§3.1),
-        which it refuses for want of recipients. A 421 ends the reading: the
-        server is closing the channel (RFC 5321 §3.8). Each reply keeps the
-        stage of the command it answers, as without pipelining; ``_stage``
-        follows the reading, so a lost connection says where it was lost."""
-        commands = (
-            f"MAIL FROM:{envelope_address(envelope_from)}\r\n"
-            f"RCPT TO:{envelope_address(recipient)}\r\n"
-            "DATA\r\n"
+    ) -> Transaction:
+        """Drive a ``Transaction`` over the blocking connection; ``_stage``
+        follows it, so a reply smtplib raises still says where it came."""
+        transaction = Transaction(
+            message, envelope_from, recipient, pipelining=connection.has_extn("pipelining")
         )
-        self._stage = SmtpStage.MAIL
-        connection.send(commands)
-        replies: list[tuple[int, bytes]] = []
-        for stage in _PIPELINED_STAGES:
-            self._stage = stage
-            replies.append(connection.getreply())
-            if replies[-1][0] == 421:
-                return classify_reply(*replies[-1], stage is SmtpStage.RCPT, stage)
-        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
-        if mail_code != 250 or rcpt_code not in (250, 251):
-            if data_code == 354:
-                connection.send(b".\r\n")
-                connection.getreply()
-            if mail_code != 250:
-                return classify_reply(mail_code, mail_reply, False, SmtpStage.MAIL)
-            return classify_reply(rcpt_code, rcpt_reply, True, SmtpStage.RCPT)
-        if data_code != 354:
-            raise smtplib.SMTPDataError(data_code, data_reply)  # as SMTP.data() does
-        connection.send(data_block(message))
-        return classify_reply(*connection.getreply(), False, SmtpStage.DATA)
+        outgoing: bytes | None = transaction.opening()
+        while outgoing is not None:
+            if outgoing:
+                connection.send(outgoing)
+            self._stage = transaction.stage
+            code, reply = connection.getreply()
+            outgoing = transaction.on_reply(code, reply.decode("utf-8", "replace"))
+        return transaction
 
     def _reset(self) -> None:
         """After a refused transaction the session goes on with RSET."""

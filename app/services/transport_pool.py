@@ -56,12 +56,9 @@ from app.clock import Clock
 from app.services.transport import (
     SendOutcome,
     SendResult,
-    SmtpStage,
     SmtpTransport,
+    Transaction,
     Transport,
-    classify_reply,
-    data_block,
-    envelope_address,
 )
 
 TransportFactory = Callable[[], Transport]
@@ -99,98 +96,13 @@ class JobResult:
         return self.result is not None or bool(self.error)
 
 
-class _Transaction:
-    """One message's MAIL, RCPT, DATA and body on an open connection: the
-    bytes to send next and what each reply means (RFC 5321 §3.3, RFC 2920),
-    without any I/O of its own."""
-
-    def __init__(self, job: SendJob, pipelining: bool) -> None:
-        self.job = job
-        self.pipelining = pipelining
-        self.commands = [
-            (
-                SmtpStage.MAIL,
-                f"MAIL FROM:{envelope_address(job.envelope_from)}\r\n".encode("ascii"),
-            ),
-            (SmtpStage.RCPT, f"RCPT TO:{envelope_address(job.recipient)}\r\n".encode("ascii")),
-            (SmtpStage.DATA, b"DATA\r\n"),
-        ]
-        self.replies: list[tuple[int, str]] = []
-        self.stage = SmtpStage.MAIL  # of the reply awaited
-        self.body_sent = False
-        self.result: SendResult | None = None
-        self.drop = False  # the connection cannot go on (421, DATA refused)
-        self.reset = False  # a refused transaction: RSET before the next one
-
-    def opening(self) -> bytes:
-        """What to send first: all three commands when pipelining."""
-        if self.pipelining:
-            return b"".join(command for _, command in self.commands)
-        return self.commands[0][1]
-
-    def on_reply(self, code: int, text: str) -> bytes | None:
-        """Take one reply; returns what to send next (``b""``: nothing, wait
-        for the next reply), or None when the transaction is over
-        (``result`` set)."""
-        if self.body_sent:
-            self._finish(classify_reply(code, text, False, SmtpStage.DATA))
-            return None
-        stage = self.commands[len(self.replies)][0]
-        self.replies.append((code, text))
-        if code == 421:  # the server is closing the channel (§3.8)
-            self._finish(classify_reply(code, text, stage is SmtpStage.RCPT, stage))
-            return None
-        if not self.pipelining:
-            refused = self._refusal(stage, code, text)
-            if refused is not None:
-                self._finish(refused)
-                return None
-        if len(self.replies) < len(self.commands):
-            self.stage = self.commands[len(self.replies)][0]
-            return b"" if self.pipelining else self.commands[len(self.replies)][1]
-        return self._after_data()
-
-    def _refusal(self, stage: SmtpStage, code: int, text: str) -> SendResult | None:
-        if stage is SmtpStage.MAIL and code != 250:
-            return classify_reply(code, text, False, SmtpStage.MAIL)
-        if stage is SmtpStage.RCPT and code not in (250, 251):
-            return classify_reply(code, text, True, SmtpStage.RCPT)
-        return None
-
-    def _after_data(self) -> bytes | None:
-        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = self.replies
-        refused = self._refusal(SmtpStage.MAIL, mail_code, mail_text) or self._refusal(
-            SmtpStage.RCPT, rcpt_code, rcpt_text
-        )
-        if refused is not None:
-            # Pipelined: a server that still took the DATA gets an empty
-            # message ended at once (RFC 2920 §3.1), which it refuses for
-            # want of recipients; its reply is not the message's.
-            self.result, self.reset = refused, True
-            if data_code == 354:
-                self.body_sent, self.stage = True, SmtpStage.DATA
-                return b".\r\n"
-            return None
-        if data_code != 354:  # as SMTP.data() raises: the session ends
-            self._finish(classify_reply(data_code, data_text, False, SmtpStage.DATA), True)
-            return None
-        self.body_sent, self.stage = True, SmtpStage.DATA
-        return data_block(self.job.message, self.job.dot_lines)
-
-    def _finish(self, result: SendResult, drop: bool = False) -> None:
-        if self.result is None:  # not the reply to an emptied DATA
-            self.result = result
-            self.drop = drop or result.code == 421
-            self.reset = not result.accepted and not self.drop
-
-
 class _Slot:
     """One connection of the pool and the conversation under way on it."""
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self.job: SendJob | None = None
-        self.transaction: _Transaction | None = None
+        self.transaction: Transaction | None = None
         self.resetting = False  # an RSET awaits its reply
         self.inbox = b""
         self.outbox = b""
@@ -308,7 +220,13 @@ class TransportPool:
             assert connection is not None and connection.sock is not None
             if connection.sock.gettimeout() != 0.0:  # once a connection: a system call
                 connection.sock.setblocking(False)
-            transaction = _Transaction(job, connection.has_extn("pipelining"))
+            transaction = Transaction(
+                job.message,
+                job.envelope_from,
+                job.recipient,
+                pipelining=connection.has_extn("pipelining"),
+                dot_lines=job.dot_lines,
+            )
         except Exception as error:  # a fault of ours: the message is in doubt
             self._results.append(JobResult(job, None, f"{type(error).__name__}: {error}"))
             return
@@ -408,9 +326,9 @@ class TransportPool:
         else:
             slot.wait_until = time.monotonic() + _timeout(slot.transport)
 
-    def _done(self, slot: _Slot, transaction: _Transaction) -> None:
-        assert transaction.result is not None
-        self._finished(slot, JobResult(transaction.job, transaction.result))
+    def _done(self, slot: _Slot, transaction: Transaction) -> None:
+        assert slot.job is not None and transaction.result is not None
+        self._finished(slot, JobResult(slot.job, transaction.result))
         if transaction.drop:
             self._drop(slot)
         elif transaction.reset:
@@ -425,21 +343,17 @@ class TransportPool:
     def _lost(self, slot: _Slot, reason: str) -> None:
         """No reply will come: nothing was accepted, so the message may be
         tried again (``temporary``, no code), at the stage it was lost."""
-        transaction = slot.transaction
-        if transaction is not None:
-            stage = transaction.stage
+        transaction, job = slot.transaction, slot.job
+        if transaction is not None and job is not None:
             result = transaction.result or SendResult(
-                SendOutcome.TEMPORARY, None, reason[:1000], stage
+                SendOutcome.TEMPORARY, None, reason[:1000], transaction.stage
             )
-            self._finished(slot, JobResult(transaction.job, result))
+            self._finished(slot, JobResult(job, result))
         self._drop(slot)
 
     def _fault(self, slot: _Slot, error: Exception) -> None:
-        transaction = slot.transaction
-        if transaction is not None:
-            self._finished(
-                slot, JobResult(transaction.job, None, f"{type(error).__name__}: {error}")
-            )
+        if slot.job is not None:
+            self._finished(slot, JobResult(slot.job, None, f"{type(error).__name__}: {error}"))
         self._drop(slot)
 
     def _drop(self, slot: _Slot) -> None:
